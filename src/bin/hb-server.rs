@@ -1,0 +1,133 @@
+//! `hb-server`: parses flags, installs the signal handler, binds, and runs
+//! the server. Exit codes: 0 after a clean shutdown, 1 on a runtime error,
+//! 2 on a bad flag or an address that cannot be bound.
+
+use clap::Parser;
+use crossbeam::channel;
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tcp_heartbeat::config::{self, KeepaliveArgs};
+use tcp_heartbeat::server::{self, ServerConfig};
+
+/// TCP heartbeat echo server: echoes lines uppercased, answers `HeartBeat`
+/// with `OK`, and closes connections that stay idle too long.
+#[derive(Debug, Parser)]
+#[command(name = "hb-server", version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(long, env = "HB_LISTEN", default_value = "127.0.0.1:5005", value_name = "ADDR")]
+    listen: String,
+
+    /// Close connections idle this long; 0 turns the app-level reaper off
+    #[arg(long, env = "HB_IDLE_TIMEOUT", default_value = "60s", value_name = "DUR",
+          value_parser = config::parse_duration)]
+    idle_timeout: Duration,
+
+    /// Refuse connections beyond this many with `ERR server full`
+    #[arg(long, env = "HB_MAX_CONNECTIONS", default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+
+    #[command(flatten)]
+    keepalive: KeepaliveArgs,
+
+    /// Log more (-v: debug, including heartbeats; -vv: trace)
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Log only warnings and errors
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_SECOND_SIGNAL: i32 = 130;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.verbose, args.quiet);
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("hb-server: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), (u8, String)> {
+    let config = ServerConfig {
+        idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+        max_connections: args.max_connections as usize,
+        socket_options: args.keepalive.socket_options(),
+    };
+    let listener = TcpListener::bind(&args.listen)
+        .map_err(|e| (EXIT_USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| (EXIT_RUNTIME, format!("cannot read the bound address: {e}")))?;
+    let shutdown = shutdown_on_signal().map_err(|e| (EXIT_RUNTIME, e))?;
+    announce(local);
+    log_settings(&config);
+    let summary = server::run(listener, config, shutdown)
+        .map_err(|e| (EXIT_RUNTIME, format!("cannot start: {e}")))?;
+    log::info!(
+        "shut down: {} connections served, {} reaped for idleness, {} heartbeats answered",
+        summary.served,
+        summary.reaped,
+        summary.heartbeats
+    );
+    Ok(())
+}
+
+/// The one stdout line scripts read to learn the bound address.
+fn announce(local: std::net::SocketAddr) {
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "listening on {local}");
+    let _ = stdout.flush();
+}
+
+fn log_settings(config: &ServerConfig) {
+    let reaper = match config.idle_timeout {
+        Some(t) => format!("idle timeout {}", humantime::format_duration(t)),
+        None => "idle timeout off".to_string(),
+    };
+    log::info!(
+        "{reaper}; max {} connections; {}",
+        config.max_connections,
+        config::describe(&config.socket_options)
+    );
+}
+
+/// Turns Ctrl-C / SIGTERM into a message on the returned channel; a second
+/// one exits at once.
+fn shutdown_on_signal() -> Result<channel::Receiver<()>, String> {
+    let (tx, rx) = channel::bounded(1);
+    let signalled = AtomicBool::new(false);
+    ctrlc::set_handler(move || {
+        if signalled.swap(true, Ordering::SeqCst) {
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        }
+        let _ = tx.try_send(());
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    Ok(rx)
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => log::LevelFilter::Warn,
+        (false, 0) => log::LevelFilter::Info,
+        (false, 1) => log::LevelFilter::Debug,
+        (false, _) => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .format_target(false)
+        .init();
+}

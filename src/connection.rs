@@ -1,0 +1,145 @@
+//! One client's connection on the server: the read/echo loop, its activity
+//! stamp, and how it is closed from outside.
+//!
+//! The socket is held once, in the `Arc<Connection>` shared by the
+//! connection's thread, the registry and the reaper: `&TcpStream` both reads
+//! and writes, so no `try_clone` (which would spend a second descriptor per
+//! connection). The reaper and shutdown close a connection by recording why
+//! and calling `shutdown` on the socket, which wakes the thread's blocking
+//! read or write.
+
+use crate::protocol::LineHandler;
+use crate::reaper::ConnId;
+use crate::timeout_queue::{Activity, Tracked};
+use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Bytes read per `read` call. The reply buffer grows to this plus a few
+/// bytes, so a connection's buffers stay this size however long its lines.
+pub const READ_CHUNK: usize = 4096;
+
+/// Why a connection ended, as logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    PeerClosed,
+    IdleTimeout,
+    Shutdown,
+}
+
+impl CloseReason {
+    const ALL: [CloseReason; 3] = [Self::PeerClosed, Self::IdleTimeout, Self::Shutdown];
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::PeerClosed => "peer closed",
+            Self::IdleTimeout => "idle timeout",
+            Self::Shutdown => "shutdown",
+        })
+    }
+}
+
+/// A connection's shared state.
+#[derive(Debug)]
+pub struct Connection {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    stream: TcpStream,
+    activity: Activity,
+    /// 0 until the reaper or shutdown closes the connection; then the
+    /// [`CloseReason`] code, set once. Read by the connection's thread when
+    /// its I/O ends, to tell a close from outside from one by the peer.
+    closed_by: AtomicU8,
+}
+
+impl Connection {
+    pub fn new(id: ConnId, peer: SocketAddr, stream: TcpStream, now: Instant) -> Self {
+        Self {
+            id,
+            peer,
+            stream,
+            activity: Activity::new(now),
+            closed_by: AtomicU8::new(0),
+        }
+    }
+
+    /// Closes the connection from outside its thread. `Shutdown::Read` lets
+    /// the thread finish the reply it is writing; `Both` aborts it too.
+    pub fn close(&self, reason: CloseReason, how: Shutdown) {
+        let _ = self
+            .closed_by
+            .compare_exchange(0, reason.code(), Ordering::Relaxed, Ordering::Relaxed);
+        // Fails only if the socket is already shut down or reset: nothing left
+        // to wake.
+        let _ = self.stream.shutdown(how);
+    }
+
+    /// Sends `reason` to a connection that will not be served, and closes it.
+    pub fn refuse(&self, reason: &[u8]) {
+        let _ = (&self.stream).write_all(reason);
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Why the connection ended, given how its loop ended.
+    pub fn close_reason(&self, served: &io::Result<()>) -> Result<CloseReason, String> {
+        let code = self.closed_by.load(Ordering::Relaxed);
+        if let Some(reason) = CloseReason::ALL.into_iter().find(|r| r.code() == code) {
+            return Ok(reason);
+        }
+        match served {
+            Ok(()) => Ok(CloseReason::PeerClosed),
+            Err(e) => Err(format!("I/O error: {e}")),
+        }
+    }
+
+    /// Echoes lines until the peer stops sending, then sends the rest of the
+    /// replies and closes the sending side. Returns the I/O error that ended
+    /// it early, if any. Adds each answered heartbeat to `heartbeats`.
+    pub fn serve(&self, heartbeats: &AtomicU64) -> io::Result<()> {
+        let mut stream = &self.stream;
+        let mut lines = LineHandler::default();
+        let mut input = [0u8; READ_CHUNK];
+        let mut replies = Vec::with_capacity(READ_CHUNK + 16);
+        loop {
+            let n = match stream.read(&mut input) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.activity.touch(Instant::now());
+            replies.clear();
+            let answered = lines.feed(&input[..n], &mut replies);
+            if answered > 0 {
+                heartbeats.fetch_add(u64::from(answered), Ordering::Relaxed);
+                log::debug!("conn {}: heartbeat answered", self.id);
+            }
+            stream.write_all(&replies)?;
+        }
+        replies.clear();
+        lines.finish(&mut replies);
+        stream.write_all(&replies)?;
+        stream.flush()?;
+        // Other holders of the Arc may outlive this thread for a moment; the
+        // peer sees EOF now, not when the last holder lets go.
+        match self.stream.shutdown(Shutdown::Write) {
+            Err(e) if e.kind() != ErrorKind::NotConnected => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Tracked for Arc<Connection> {
+    fn last_activity(&self) -> Instant {
+        self.activity.last()
+    }
+}

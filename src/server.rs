@@ -1,0 +1,329 @@
+//! The server: accept loop, connection limit, one thread per connection, the
+//! reaper thread, and shutdown.
+//!
+//! [`Server::start`] takes an already-bound listener (tests bind port 0) and
+//! returns a handle; [`run`] serves until its shutdown channel fires or
+//! closes. Threads: `hb-accept` (accept loop), `hb-reaper` (when an idle
+//! timeout is set) and one `hb-conn-<id>` per connection. Shutdown drops the
+//! acceptor's stop channel and wakes its blocking `accept` by connecting to
+//! the listener; closes the reading side of every connection so each thread
+//! finishes the reply it is writing and ends; after a grace period aborts any
+//! still blocked in a write; then waits for every thread.
+
+use crate::connection::{CloseReason, Connection};
+use crate::reaper::{ConnId, Registry};
+use crate::sockopt::{self, SocketOptions};
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::io::{self, ErrorKind, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Stack size of a connection thread. A connection's loop needs its 4 KiB
+/// read buffer and shallow calls; only touched pages count towards RSS, but a
+/// small reservation keeps 10,000 threads' address space modest.
+const CONN_STACK_SIZE: usize = 64 * 1024;
+
+/// How long shutdown lets connection threads finish the reply they are
+/// writing before aborting them, keeping shutdown well under a second.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
+
+/// Pause after an accept error such as EMFILE, so a full descriptor table
+/// does not spin the CPU; short, so accepting resumes soon after it frees.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Sent to a connection refused at the connection limit.
+pub const SERVER_FULL: &[u8] = b"ERR server full\n";
+/// Sent to a connection whose thread could not be created.
+pub const SERVER_BUSY: &[u8] = b"ERR server busy\n";
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Close connections idle this long; `None` turns the reaper off.
+    pub idle_timeout: Option<Duration>,
+    pub max_connections: usize,
+    pub socket_options: SocketOptions,
+}
+
+/// Counts over the server's lifetime, reported at exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub served: u64,
+    pub reaped: u64,
+    pub heartbeats: u64,
+}
+
+/// A moment's view of the server, for tests and monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections whose thread is running.
+    pub open: usize,
+    /// Connections in the timeout queue.
+    pub tracked: usize,
+    pub summary: Summary,
+}
+
+/// State shared by the acceptor, the reaper and every connection thread.
+struct Shared {
+    config: ServerConfig,
+    registry: Registry<Arc<Connection>>,
+    /// Incremented only by the acceptor (so check-then-admit is race free),
+    /// decremented by each connection thread as it ends.
+    open: AtomicUsize,
+    served: AtomicU64,
+    reaped: AtomicU64,
+    heartbeats: AtomicU64,
+}
+
+/// A running server. Dropping it shuts it down too.
+pub struct Server {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// Dropped to tell the acceptor to stop.
+    stop_accepting: Option<Sender<()>>,
+    acceptor: Option<JoinHandle<()>>,
+    reaper: Option<JoinHandle<()>>,
+    /// Disconnects when every connection thread has ended: each holds a
+    /// clone of the sender, which only the acceptor hands out.
+    threads_done: Receiver<()>,
+}
+
+/// Serves `listener` until `shutdown` receives or disconnects.
+pub fn run(listener: TcpListener, config: ServerConfig, shutdown: Receiver<()>) -> io::Result<Summary> {
+    let server = Server::start(listener, config)?;
+    // Either a message or a dropped sender means stop.
+    let _ = shutdown.recv();
+    Ok(server.shutdown())
+}
+
+impl Server {
+    pub fn start(listener: TcpListener, config: ServerConfig) -> io::Result<Server> {
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            registry: Registry::new(config.idle_timeout),
+            config,
+            open: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            reaped: AtomicU64::new(0),
+            heartbeats: AtomicU64::new(0),
+        });
+        let reaper = match shared.config.idle_timeout {
+            Some(_) => Some(spawn_reaper(shared.clone())?),
+            None => None,
+        };
+        let (stop_tx, stop_rx) = channel::bounded::<()>(0);
+        let (done_tx, done_rx) = channel::bounded::<()>(0);
+        let acceptor_shared = shared.clone();
+        let acceptor = thread::Builder::new()
+            .name("hb-accept".into())
+            .spawn(move || accept_loop(&listener, &acceptor_shared, &stop_rx, &done_tx));
+        let mut server = Server {
+            local_addr,
+            shared,
+            stop_accepting: Some(stop_tx),
+            acceptor: None,
+            reaper,
+            threads_done: done_rx,
+        };
+        server.acceptor = Some(acceptor?);
+        Ok(server)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            open: self.shared.open.load(Ordering::Relaxed),
+            tracked: self.shared.registry.len(),
+            summary: self.shared.summary(),
+        }
+    }
+
+    /// Stops accepting, closes every connection, joins every thread.
+    pub fn shutdown(mut self) -> Summary {
+        self.stop();
+        self.shared.summary()
+    }
+
+    fn stop(&mut self) {
+        let Some(stop_tx) = self.stop_accepting.take() else {
+            return;
+        };
+        drop(stop_tx);
+        wake_acceptor(self.local_addr);
+        join("hb-accept", self.acceptor.take());
+        self.close_connections();
+        self.shared.registry.stop();
+        join("hb-reaper", self.reaper.take());
+    }
+
+    fn close_connections(&self) {
+        let registry = &self.shared.registry;
+        registry.for_each(|c| c.close(CloseReason::Shutdown, Shutdown::Read));
+        let grace_end = Instant::now() + SHUTDOWN_GRACE;
+        if let Err(RecvTimeoutError::Timeout) = self.threads_done.recv_deadline(grace_end) {
+            log::warn!("aborting connections still writing after {SHUTDOWN_GRACE:?}");
+            registry.for_each(|c| c.close(CloseReason::Shutdown, Shutdown::Both));
+            // Nothing is ever sent: this returns when the last sender is gone.
+            let _ = self.threads_done.recv();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    fn summary(&self) -> Summary {
+        Summary {
+            served: self.served.load(Ordering::Relaxed),
+            reaped: self.reaped.load(Ordering::Relaxed),
+            heartbeats: self.heartbeats.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn spawn_reaper(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new().name("hb-reaper".into()).spawn(move || {
+        shared.registry.run_reaper(Instant::now, |conn| {
+            shared.reaped.fetch_add(1, Ordering::Relaxed);
+            conn.close(CloseReason::IdleTimeout, Shutdown::Both);
+        })
+    })
+}
+
+/// Joins a thread, logging (never propagating) a panic.
+fn join(name: &str, handle: Option<JoinHandle<()>>) {
+    if let Some(Err(_)) = handle.map(JoinHandle::join) {
+        log::error!("thread {name} panicked");
+    }
+}
+
+/// Wakes a blocking `accept` by connecting to the listener. An unspecified
+/// bind address (0.0.0.0, ::) is reached through loopback.
+fn wake_acceptor(addr: SocketAddr) {
+    let mut target = addr;
+    if addr.ip().is_unspecified() {
+        target.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    if let Err(e) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+        log::warn!("could not wake the accept loop at {target}: {e}");
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Receiver<()>, done: &Sender<()>) {
+    let mut failing = false;
+    let mut next_id: ConnId = 1;
+    loop {
+        let accepted = listener.accept();
+        if stop.try_recv() == Err(TryRecvError::Disconnected) {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                failing = false;
+                admit(shared, stream, peer, next_id, done);
+                next_id += 1;
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(e) => {
+                if !failing {
+                    log::error!("accept failed: {e}; retrying every {ACCEPT_BACKOFF:?}");
+                    failing = true;
+                }
+                if stop.recv_timeout(ACCEPT_BACKOFF) == Err(RecvTimeoutError::Disconnected) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Errors about one aborted connection, not about the listener.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Interrupted | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
+}
+
+/// Starts a thread for a new connection, or refuses it with a reason.
+fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, done: &Sender<()>) {
+    if shared.open.load(Ordering::Relaxed) >= shared.config.max_connections {
+        log::warn!("conn {id} from {peer} refused: server full");
+        refuse(stream, SERVER_FULL);
+        return;
+    }
+    if let Err(e) = prepare(&stream, &shared.config.socket_options) {
+        log::warn!("conn {id} from {peer}: socket options not set: {e}");
+    }
+    let now = Instant::now();
+    let conn = Arc::new(Connection::new(id, peer, stream, now));
+    shared.open.fetch_add(1, Ordering::Relaxed);
+    shared.registry.insert(id, conn.clone(), now);
+    let thread_shared = shared.clone();
+    let thread_conn = conn.clone();
+    let done = done.clone();
+    let spawned = thread::Builder::new()
+        .name(format!("hb-conn-{id}"))
+        .stack_size(CONN_STACK_SIZE)
+        .spawn(move || connection_thread(&thread_shared, &thread_conn, done));
+    match spawned {
+        Ok(_detached) => {
+            // Joined through `threads_done` at shutdown instead of by handle:
+            // a handle per connection would have to be collected as each ends.
+            shared.served.fetch_add(1, Ordering::Relaxed);
+            log::info!("conn {id} from {peer} connected");
+        }
+        Err(e) => {
+            log::error!("conn {id} from {peer} refused: cannot start a thread: {e}");
+            shared.registry.remove(id);
+            shared.open.fetch_sub(1, Ordering::Relaxed);
+            conn.refuse(SERVER_BUSY);
+        }
+    }
+}
+
+fn prepare(stream: &TcpStream, options: &SocketOptions) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    sockopt::apply(stream, options)
+}
+
+/// Tells a refused client why, without blocking the accept loop on it.
+fn refuse(mut stream: TcpStream, reason: &[u8]) {
+    // A fresh socket's send buffer takes a short line without blocking.
+    let _ = stream.write_all(reason);
+}
+
+fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
+    let _slot = OpenSlot { shared, id: conn.id };
+    let served = conn.serve(&shared.heartbeats);
+    match conn.close_reason(&served) {
+        Ok(reason) => log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer),
+        Err(error) => log::warn!("conn {} from {} closed: {error}", conn.id, conn.peer),
+    }
+}
+
+/// A connection's place in the registry and the open count, given back when
+/// its thread ends, even by a panic.
+struct OpenSlot<'a> {
+    shared: &'a Shared,
+    id: ConnId,
+}
+
+impl Drop for OpenSlot<'_> {
+    fn drop(&mut self) {
+        self.shared.registry.remove(self.id);
+        self.shared.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
