@@ -31,7 +31,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .map_err(|e| format!("{e} (expected e.g. 500ms, 25s, 2m, or seconds)"))?
     };
     if duration > MAX_DURATION {
-        return Err(format!("{text} is too long (at most {})", humantime::format_duration(MAX_DURATION)));
+        return Err(format!(
+            "{text} is too long (at most {})",
+            humantime::format_duration(MAX_DURATION)
+        ));
     }
     Ok(duration)
 }
@@ -41,7 +44,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn parse_keepalive_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
     if duration.subsec_nanos() != 0 || !(1..=MAX_KEEPALIVE_SECS).contains(&duration.as_secs()) {
-        return Err(format!("must be whole seconds from 1s to {MAX_KEEPALIVE_SECS}s"));
+        return Err(format!(
+            "must be whole seconds from 1s to {MAX_KEEPALIVE_SECS}s"
+        ));
     }
     Ok(duration)
 }
@@ -50,7 +55,10 @@ pub fn parse_keepalive_duration(text: &str) -> Result<Duration, String> {
 pub fn parse_user_timeout(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
     if duration > MAX_USER_TIMEOUT {
-        return Err(format!("must be at most {}", humantime::format_duration(MAX_USER_TIMEOUT)));
+        return Err(format!(
+            "must be at most {}",
+            humantime::format_duration(MAX_USER_TIMEOUT)
+        ));
     }
     Ok(duration)
 }
@@ -101,7 +109,10 @@ impl KeepaliveArgs {
             Some(d) => Some(d),
             None => keepalive.map(|k| k.detection_time()),
         };
-        SocketOptions { keepalive, user_timeout }
+        SocketOptions {
+            keepalive,
+            user_timeout,
+        }
     }
 }
 
@@ -140,7 +151,10 @@ mod tests {
 
     fn options(args: &[&str]) -> SocketOptions {
         let argv = std::iter::once("test").chain(args.iter().copied());
-        Cli::try_parse_from(argv).unwrap().keepalive.socket_options()
+        Cli::try_parse_from(argv)
+            .unwrap()
+            .keepalive
+            .socket_options()
     }
 
     #[test]
@@ -162,13 +176,19 @@ mod tests {
         assert!(parse_keepalive_duration("0").is_err());
         assert!(parse_keepalive_duration("1500ms").is_err());
         assert!(parse_keepalive_duration("32768").is_err());
-        assert_eq!(parse_keepalive_duration("32767"), Ok(Duration::from_secs(32767)));
+        assert_eq!(
+            parse_keepalive_duration("32767"),
+            Ok(Duration::from_secs(32767))
+        );
     }
 
     #[test]
     fn default_user_timeout_follows_keepalive() {
         let o = options(&[]);
-        assert_eq!(o.keepalive.unwrap().detection_time(), Duration::from_secs(25));
+        assert_eq!(
+            o.keepalive.unwrap().detection_time(),
+            Duration::from_secs(25)
+        );
         assert_eq!(o.user_timeout, Some(Duration::from_secs(25)));
         assert_eq!(options(&["--user-timeout", "0"]).user_timeout, None);
         let off = options(&["--no-keepalive"]);

@@ -75,9 +75,9 @@ impl Connection {
     /// Closes the connection from outside its thread. `Shutdown::Read` lets
     /// the thread finish the reply it is writing; `Both` aborts it too.
     pub fn close(&self, reason: CloseReason, how: Shutdown) {
-        let _ = self
-            .closed_by
-            .compare_exchange(0, reason.code(), Ordering::Relaxed, Ordering::Relaxed);
+        let _ =
+            self.closed_by
+                .compare_exchange(0, reason.code(), Ordering::Relaxed, Ordering::Relaxed);
         // Fails only if the socket is already shut down or reset: nothing left
         // to wake.
         let _ = self.stream.shutdown(how);

@@ -148,7 +148,10 @@ mod tests {
 
     #[test]
     fn answers_heartbeats_with_their_ending() {
-        assert_eq!(reply(&[b"HeartBeat\nHeartBeat\r\n"]), (b"OK\nOK\r\n".to_vec(), 2));
+        assert_eq!(
+            reply(&[b"HeartBeat\nHeartBeat\r\n"]),
+            (b"OK\nOK\r\n".to_vec(), 2)
+        );
     }
 
     #[test]

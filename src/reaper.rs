@@ -144,7 +144,11 @@ mod tests {
         assert_eq!(id, 7);
         assert!(at >= start + timeout, "closed early: {:?}", at - start);
         // Tolerance: a loaded 2-core machine may wake the thread late.
-        assert!(at < start + timeout + Duration::from_millis(500), "closed late: {:?}", at - start);
+        assert!(
+            at < start + timeout + Duration::from_millis(500),
+            "closed late: {:?}",
+            at - start
+        );
         assert!(registry.is_empty());
         registry.stop();
         reaper.join().expect("reaper panicked");

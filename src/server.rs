@@ -2,8 +2,7 @@
 //! reaper thread, and shutdown.
 //!
 //! [`Server::start`] takes an already-bound listener (tests bind port 0) and
-//! returns a handle; [`run`] serves until its shutdown channel fires or
-//! closes. Threads: `hb-accept` (accept loop), `hb-reaper` (when an idle
+//! returns a handle that serves until [`Server::shutdown`]. Threads: `hb-accept` (accept loop), `hb-reaper` (when an idle
 //! timeout is set) and one `hb-conn-<id>` per connection. Shutdown drops the
 //! acceptor's stop channel and wakes its blocking `accept` by connecting to
 //! the listener; closes the reading side of every connection so each thread
@@ -14,6 +13,7 @@ use crate::connection::{CloseReason, Connection};
 use crate::reaper::{ConnId, Registry};
 use crate::sockopt::{self, SocketOptions};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -90,12 +90,22 @@ pub struct Server {
     threads_done: Receiver<()>,
 }
 
-/// Serves `listener` until `shutdown` receives or disconnects.
-pub fn run(listener: TcpListener, config: ServerConfig, shutdown: Receiver<()>) -> io::Result<Summary> {
-    let server = Server::start(listener, config)?;
-    // Either a message or a dropped sender means stop.
-    let _ = shutdown.recv();
-    Ok(server.shutdown())
+/// Backlog of the listening socket. std's 128 drops SYNs when thousands of
+/// clients connect at once (each then waits a second to retry); the kernel
+/// caps this at net.core.somaxconn.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a listener for [`Server::start`], with a backlog sized for bursts
+/// of connections.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Like std: a restarted server can bind while old connections linger
+    // in TIME_WAIT. Windows' SO_REUSEADDR means something else (port theft).
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 impl Server {
@@ -191,12 +201,14 @@ impl Shared {
 }
 
 fn spawn_reaper(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
-    thread::Builder::new().name("hb-reaper".into()).spawn(move || {
-        shared.registry.run_reaper(Instant::now, |conn| {
-            shared.reaped.fetch_add(1, Ordering::Relaxed);
-            conn.close(CloseReason::IdleTimeout, Shutdown::Both);
+    thread::Builder::new()
+        .name("hb-reaper".into())
+        .spawn(move || {
+            shared.registry.run_reaper(Instant::now, |conn| {
+                shared.reaped.fetch_add(1, Ordering::Relaxed);
+                conn.close(CloseReason::IdleTimeout, Shutdown::Both);
+            })
         })
-    })
 }
 
 /// Joins a thread, logging (never propagating) a panic.
@@ -221,7 +233,12 @@ fn wake_acceptor(addr: SocketAddr) {
     }
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Receiver<()>, done: &Sender<()>) {
+fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    stop: &Receiver<()>,
+    done: &Sender<()>,
+) {
     let mut failing = false;
     let mut next_id: ConnId = 1;
     loop {
@@ -306,7 +323,10 @@ fn refuse(mut stream: TcpStream, reason: &[u8]) {
 }
 
 fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
-    let _slot = OpenSlot { shared, id: conn.id };
+    let _slot = OpenSlot {
+        shared,
+        id: conn.id,
+    };
     let served = conn.serve(&shared.heartbeats);
     match conn.close_reason(&served) {
         Ok(reason) => log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer),

@@ -91,9 +91,15 @@ mod tests {
         #[cfg(target_os = "linux")]
         {
             assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
-            assert_eq!(socket.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+            assert_eq!(
+                socket.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(3)
+            );
             assert_eq!(socket.tcp_keepalive_retries().unwrap(), 4);
-            assert_eq!(socket.tcp_user_timeout().unwrap(), Some(Duration::from_millis(2500)));
+            assert_eq!(
+                socket.tcp_user_timeout().unwrap(),
+                Some(Duration::from_millis(2500))
+            );
         }
     }
 }

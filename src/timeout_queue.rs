@@ -51,8 +51,8 @@ impl Activity {
     /// Records activity at `now`.
     pub fn touch(&self, now: Instant) {
         // A u64 of nanoseconds spans 584 years: saturating is only a formality.
-        let nanos = u64::try_from(now.saturating_duration_since(self.base).as_nanos())
-            .unwrap_or(u64::MAX);
+        let nanos =
+            u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
         self.nanos_after_base.store(nanos, Ordering::Relaxed);
     }
 
@@ -147,7 +147,13 @@ impl<K: Hash + Eq, T: Tracked> TimeoutQueue<K, T> {
             if last + timeout <= now {
                 expired.push((key, entry.item));
             } else {
-                active.push((key, Entry { queued_at: last, item: entry.item }));
+                active.push((
+                    key,
+                    Entry {
+                        queued_at: last,
+                        item: entry.item,
+                    },
+                ));
             }
         }
         self.requeue(active);
@@ -170,7 +176,11 @@ impl<K: Hash + Eq, T: Tracked> TimeoutQueue<K, T> {
                 (None, Some(_)) => true,
                 (_, None) => false,
             };
-            let next = if take_active { active.next() } else { rest.next() };
+            let next = if take_active {
+                active.next()
+            } else {
+                rest.next()
+            };
             let Some((key, entry)) = next else { break };
             merged.insert(key, entry);
         }
@@ -306,7 +316,11 @@ mod tests {
         let mut seen = Vec::new();
         while let Some(deadline) = q.next_deadline() {
             for (key, item) in q.expire(deadline) {
-                assert_eq!(item.last() + TIMEOUT, deadline, "item {key} expired off its deadline");
+                assert_eq!(
+                    item.last() + TIMEOUT,
+                    deadline,
+                    "item {key} expired off its deadline"
+                );
                 seen.push(key);
             }
         }

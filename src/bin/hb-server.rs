@@ -4,13 +4,13 @@
 
 use clap::Parser;
 use crossbeam::channel;
-use std::io::Write;
-use std::net::TcpListener;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tcp_heartbeat::config::{self, KeepaliveArgs};
-use tcp_heartbeat::server::{self, ServerConfig};
+use tcp_heartbeat::server::{self, Server, ServerConfig};
 
 /// TCP heartbeat echo server: echoes lines uppercased, answers `HeartBeat`
 /// with `OK`, and closes connections that stay idle too long.
@@ -18,7 +18,12 @@ use tcp_heartbeat::server::{self, ServerConfig};
 #[command(name = "hb-server", version)]
 struct Args {
     /// Address to listen on (port 0 picks a free port)
-    #[arg(long, env = "HB_LISTEN", default_value = "127.0.0.1:5005", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "HB_LISTEN",
+        default_value = "127.0.0.1:5005",
+        value_name = "ADDR"
+    )]
     listen: String,
 
     /// Close connections idle this long; 0 turns the app-level reaper off
@@ -65,16 +70,16 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         max_connections: args.max_connections as usize,
         socket_options: args.keepalive.socket_options(),
     };
-    let listener = TcpListener::bind(&args.listen)
+    let listener = listen(&args.listen)
         .map_err(|e| (EXIT_USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| (EXIT_RUNTIME, format!("cannot read the bound address: {e}")))?;
     let shutdown = shutdown_on_signal().map_err(|e| (EXIT_RUNTIME, e))?;
-    announce(local);
     log_settings(&config);
-    let summary = server::run(listener, config, shutdown)
+    let server = Server::start(listener, config)
         .map_err(|e| (EXIT_RUNTIME, format!("cannot start: {e}")))?;
+    announce(server.local_addr());
+    // A signal, or the handler's sender gone, both mean stop.
+    let _ = shutdown.recv();
+    let summary = server.shutdown();
     log::info!(
         "shut down: {} connections served, {} reaped for idleness, {} heartbeats answered",
         summary.served,
@@ -84,8 +89,18 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
     Ok(())
 }
 
-/// The one stdout line scripts read to learn the bound address.
-fn announce(local: std::net::SocketAddr) {
+/// Binds the first address `spec` resolves to (`127.0.0.1:5005`,
+/// `[::1]:5005`, `localhost:5005`).
+fn listen(spec: &str) -> io::Result<TcpListener> {
+    let addr = spec.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing")
+    })?;
+    server::bind(addr)
+}
+
+/// The one stdout line scripts read to learn the bound address, printed
+/// once the server accepts.
+fn announce(local: SocketAddr) {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {local}");
     let _ = stdout.flush();

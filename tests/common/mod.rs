@@ -1,0 +1,191 @@
+//! Shared helpers for the integration tests: start the real server (as a
+//! process or in-process on 127.0.0.1:0), connect to it, and wait for things
+//! with a deadline that fails loudly instead of hanging.
+#![allow(dead_code)] // Each test binary uses its own subset of these helpers.
+
+use crossbeam::channel::{self, Receiver};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+use tcp_heartbeat::server::{Server, ServerConfig};
+use tcp_heartbeat::sockopt::SocketOptions;
+
+/// How long any single wait in a test may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// An in-process server on 127.0.0.1:0.
+pub fn start_server(idle_timeout: Option<Duration>, max_connections: usize) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let config = ServerConfig {
+        idle_timeout,
+        max_connections,
+        socket_options: SocketOptions::default(),
+    };
+    Server::start(listener, config).expect("start server")
+}
+
+/// A connection whose reads fail after [`PATIENCE`] instead of hanging.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to server");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Reads exactly `len` bytes.
+pub fn read_n(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    stream.read_exact(&mut buf).expect("read reply");
+    buf
+}
+
+/// Sends `request` and checks that exactly `reply` comes back.
+pub fn round_trip(stream: &mut TcpStream, request: &[u8], reply: &[u8]) {
+    stream.write_all(request).expect("send request");
+    assert_eq!(
+        String::from_utf8_lossy(&read_n(stream, reply.len())),
+        String::from_utf8_lossy(reply)
+    );
+}
+
+/// Reads until EOF; returns what came.
+pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).expect("read to EOF");
+    buf
+}
+
+/// Polls `condition` until it holds, failing with `what` after [`PATIENCE`].
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The `hb-server` binary, started with `args` on 127.0.0.1:0.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// stderr, line by line, as the server logs.
+    pub log: Receiver<String>,
+}
+
+impl ServerProcess {
+    pub fn start(args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hb-server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hb-server");
+        let stdout = child.stdout.take().unwrap();
+        let log = lines_of(child.stderr.take().unwrap());
+        let first = lines_of(stdout)
+            .recv_timeout(PATIENCE)
+            .expect("hb-server did not print its address");
+        let addr = first
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));
+        ServerProcess { child, addr, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (TERM, INT, KILL, STOP, CONT).
+    pub fn signal(&self, name: &str) {
+        signal(self.pid(), name);
+    }
+
+    /// Waits for exit, failing after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        wait_exit(&mut self.child, limit)
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let line = self
+                .log
+                .recv_deadline(deadline)
+                .unwrap_or_else(|_| panic!("no log line containing {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Waits for a child to exit, failing after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit within {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A channel of the lines read from `source` by a named thread.
+pub fn lines_of(source: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel::unbounded();
+    thread::Builder::new()
+        .name("test-lines".into())
+        .spawn(move || {
+            for line in BufReader::new(source).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("spawn line reader");
+    rx
+}
+
+/// A field of /proc/<pid>/status, such as `Threads` or `VmRSS` (in kB).
+#[cfg(target_os = "linux")]
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// How many descriptors the process has open.
+#[cfg(target_os = "linux")]
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .count()
+}
