@@ -23,6 +23,9 @@ const MAX_USER_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 /// Parses `500ms`, `25s`, `2m`, or a bare number of seconds, up to a week.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
+    if text.starts_with('-') {
+        return Err("must not be negative".to_string());
+    }
     let duration = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         let secs: u64 = text.parse().map_err(|_| "number too large".to_string())?;
         Duration::from_secs(secs)
@@ -72,17 +75,17 @@ pub fn parse_user_timeout(text: &str) -> Result<Duration, String> {
 pub struct KeepaliveArgs {
     /// Idle time before the first TCP keepalive probe (whole seconds)
     #[arg(long, env = "HB_KEEPALIVE_IDLE", default_value = "10s", value_name = "DUR",
-          value_parser = parse_keepalive_duration)]
+          allow_negative_numbers = true, value_parser = parse_keepalive_duration)]
     pub keepalive_idle: Duration,
 
     /// Time between TCP keepalive probes (whole seconds)
     #[arg(long, env = "HB_KEEPALIVE_INTERVAL", default_value = "5s", value_name = "DUR",
-          value_parser = parse_keepalive_duration)]
+          allow_negative_numbers = true, value_parser = parse_keepalive_duration)]
     pub keepalive_interval: Duration,
 
     /// Unanswered probes before the connection is dropped
     #[arg(long, env = "HB_KEEPALIVE_COUNT", default_value_t = 3, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_KEEPALIVE_COUNT)))]
+          allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_KEEPALIVE_COUNT)))]
     pub keepalive_count: u32,
 
     /// Turn TCP keepalive off (and the default user timeout with it)
@@ -92,7 +95,8 @@ pub struct KeepaliveArgs {
     /// TCP_USER_TIMEOUT (Linux): drop a connection whose sent data stays
     /// unacknowledged this long [default: keepalive idle + interval x count,
     /// off with --no-keepalive; 0 turns it off]
-    #[arg(long, env = "HB_USER_TIMEOUT", value_name = "DUR", value_parser = parse_user_timeout)]
+    #[arg(long, env = "HB_USER_TIMEOUT", value_name = "DUR", allow_negative_numbers = true,
+          value_parser = parse_user_timeout)]
     pub user_timeout: Option<Duration>,
 }
 
@@ -166,7 +170,10 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-5s").is_err());
+        assert_eq!(
+            parse_duration("-5s"),
+            Err("must not be negative".to_string())
+        );
         assert!(parse_duration("100y").unwrap_err().contains("too long"));
         assert!(parse_duration("99999999999999999999999").is_err());
     }

@@ -28,12 +28,12 @@ struct Args {
 
     /// Close connections idle this long; 0 turns the app-level reaper off
     #[arg(long, env = "HB_IDLE_TIMEOUT", default_value = "60s", value_name = "DUR",
-          value_parser = config::parse_duration)]
+          allow_negative_numbers = true, value_parser = config::parse_duration)]
     idle_timeout: Duration,
 
     /// Refuse connections beyond this many with `ERR server full`
     #[arg(long, env = "HB_MAX_CONNECTIONS", default_value_t = 10_000, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+          allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
 
     #[command(flatten)]
@@ -53,7 +53,10 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_SECOND_SIGNAL: i32 = 130;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_error(&e),
+    };
     init_logging(args.verbose, args.quiet);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,6 +90,22 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         summary.heartbeats
     );
     Ok(())
+}
+
+/// `--help` and `--version` print as clap prints them and exit 0; every other
+/// parse error becomes one line on stderr and exit 2. Clap's own rendering
+/// adds a blank line, a usage line and a hint, which scripts and log
+/// collectors split into unrelated lines; its first line says it all.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = e.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("hb-server: {message} (see --help)");
+    ExitCode::from(EXIT_USAGE)
 }
 
 /// Binds the first address `spec` resolves to (`127.0.0.1:5005`,
