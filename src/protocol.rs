@@ -189,30 +189,85 @@ mod tests {
         }
     }
 
+    /// How many exact `HeartBeat` lines (LF or CRLF) `input` holds.
+    fn model_heartbeats(input: &[u8]) -> u32 {
+        let lines = input.split_inclusive(|&b| b == b'\n');
+        lines
+            .filter(|l| *l == b"HeartBeat\n" || *l == b"HeartBeat\r\n")
+            .count() as u32
+    }
+
+    /// Cuts `input` at `cuts` (any positions, repeats give empty chunks).
+    fn cut<'a>(input: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for p in points {
+            chunks.push(&input[start..p]);
+            start = p;
+        }
+        chunks.push(&input[start..]);
+        chunks
+    }
+
+    /// Inputs built from heartbeats, near-heartbeats, line endings, NUL,
+    /// invalid UTF-8 and short runs of arbitrary bytes, so that the cases
+    /// the handler must tell apart are frequent.
+    fn tricky_input() -> impl Strategy<Value = Vec<u8>> {
+        let part = prop_oneof![
+            Just(b"HeartBeat".to_vec()),
+            Just(b"HeartBea".to_vec()),
+            Just(b"heartbeat".to_vec()),
+            Just(b"HeartBeat ".to_vec()),
+            Just(b"HeartBeatX".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\0".to_vec()),
+            Just(b"\xff\xfe".to_vec()),
+            proptest::collection::vec(any::<u8>(), 1..4),
+        ];
+        proptest::collection::vec(part, 0..40).prop_map(|parts| parts.concat())
+    }
+
     proptest! {
         #[test]
-        fn matches_model_for_any_bytes_and_chunking(
-            input in proptest::collection::vec(
-                prop_oneof![
-                    Just(b"HeartBeat".to_vec()),
-                    Just(b"\r".to_vec()),
-                    Just(b"\n".to_vec()),
-                    proptest::collection::vec(any::<u8>(), 1..4),
-                ],
-                0..40,
-            ).prop_map(|parts| parts.concat()),
+        fn matches_model_for_tricky_bytes_and_any_chunking(
+            input in tricky_input(),
             cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
         ) {
-            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
-            points.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut start = 0;
-            for p in points {
-                chunks.push(&input[start..p]);
-                start = p;
+            let (out, heartbeats) = reply(&cut(&input, &cuts));
+            prop_assert_eq!(out, model(&input));
+            prop_assert_eq!(heartbeats, model_heartbeats(&input));
+        }
+
+        #[test]
+        fn matches_model_for_arbitrary_bytes_and_any_chunking(
+            input in proptest::collection::vec(any::<u8>(), 0..2048),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..64),
+        ) {
+            prop_assert_eq!(reply(&cut(&input, &cuts)).0, model(&input));
+        }
+
+        #[test]
+        fn matches_model_fed_one_byte_at_a_time(input in tricky_input()) {
+            let chunks: Vec<&[u8]> = input.chunks(1).collect();
+            let (out, heartbeats) = reply(&chunks);
+            prop_assert_eq!(out, model(&input));
+            prop_assert_eq!(heartbeats, model_heartbeats(&input));
+        }
+
+        #[test]
+        fn each_feed_replies_at_most_its_input_plus_a_held_line(
+            input in tricky_input(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut handler = LineHandler::default();
+            for chunk in cut(&input, &cuts) {
+                let mut out = Vec::new();
+                handler.feed(chunk, &mut out);
+                prop_assert!(out.len() <= chunk.len() + HELD_MAX);
             }
-            chunks.push(&input[start..]);
-            prop_assert_eq!(reply(&chunks).0, model(&input));
         }
     }
 }
