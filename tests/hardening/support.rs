@@ -111,6 +111,18 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// How many of the process's descriptors are numbered below `limit`: what
+/// RLIMIT_NOFILE counts against. Descriptors inherited above it (cargo's
+/// jobserver pipe, for one) take no slot.
+#[cfg(target_os = "linux")]
+pub fn fds_below(pid: u32, limit: usize) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+        .filter(|&fd| fd < limit)
+        .count()
+}
+
 /// Latency figures of a set of round trips.
 #[derive(Debug)]
 pub struct Latencies {
