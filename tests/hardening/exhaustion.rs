@@ -88,9 +88,13 @@ fn out_of_descriptors_the_server_backs_off_logs_once_and_recovers() {
         let freed = Instant::now();
         drop(served.pop());
         assert_eq!(read_n(&mut w, 8), b"WAITING\n");
+        let waited = freed.elapsed();
         eprintln!(
-            "out of descriptors: a waiting connection served {:?} after a descriptor freed",
-            freed.elapsed()
+            "out of descriptors: a waiting connection served {waited:?} after a descriptor freed"
+        );
+        assert!(
+            waited < ADMIT_AFTER_FREE,
+            "served {waited:?} after a descriptor freed"
         );
         served.push(w);
     }
