@@ -119,8 +119,11 @@ fn out_of_descriptors_the_server_backs_off_logs_once_and_recovers() {
 }
 
 /// A user id with no other processes, so RLIMIT_NPROC counts only the
-/// server's threads.
-const UNPRIVILEGED_UID: u32 = 59_998;
+/// server's threads: derived from this test process's id, so two test runs
+/// on one machine (engineers share it) never share a count.
+fn unprivileged_uid() -> u32 {
+    100_000 + std::process::id()
+}
 
 /// Whether this process runs as root (needed to start the server as another
 /// user; root itself ignores RLIMIT_NPROC).
@@ -141,6 +144,12 @@ fn when_no_thread_can_be_started_the_connection_gets_server_busy() {
         eprintln!(
             "SKIPPED: needs root to run the server as another user (root ignores RLIMIT_NPROC)"
         );
+        return;
+    }
+    let uid = unprivileged_uid();
+    let can_switch = Command::new("true").uid(uid).gid(uid).status();
+    if !can_switch.as_ref().is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: cannot run a process as uid {uid} here ({can_switch:?})");
         return;
     }
     // A copy any user can execute: the build directory may not be.
@@ -164,8 +173,8 @@ fn when_no_thread_can_be_started_the_connection_gets_server_busy() {
     command
         .args([&format!("--nproc={limit}:{limit}"), "--"])
         .arg(&binary)
-        .uid(UNPRIVILEGED_UID)
-        .gid(UNPRIVILEGED_UID);
+        .uid(uid)
+        .gid(uid);
     let server = start_server_via(command, &["-q"]);
     let pid = server.pid();
     assert_eq!(
