@@ -3,6 +3,8 @@
 //! with a deadline that fails loudly instead of hanging.
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
+pub mod netns;
+
 use crossbeam::channel::{self, Receiver};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
