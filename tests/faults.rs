@@ -598,3 +598,145 @@ fn s9_no_false_positives_among_500_live_clients_under_load() {
         r.closed
     );
 }
+
+// ---------------------------------------------------------------------------
+// The report: every case several times, as a markdown table.
+
+/// Where the table goes, between these two lines.
+const REPORT_FILE: &str = "docs/failure-detection.md";
+const REPORT_BEGIN: &str = "<!-- faults-report: begin (make faults-report writes this table) -->";
+const REPORT_END: &str = "<!-- faults-report: end -->";
+
+/// Runs every case `HB_FAULTS_RUNS` times (default 5; cases side by side,
+/// each case's runs one after another), then scenario 9 once, and writes the
+/// table into docs/failure-detection.md. Fails if any run broke its promise.
+#[test]
+#[ignore = "slow; run by `make faults-report`"]
+fn faults_report() {
+    let runs: usize = std::env::var("HB_FAULTS_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    let results: Vec<(&Case, Vec<Seen>)> = thread::scope(|scope| {
+        let handles: Vec<_> = CASES
+            .iter()
+            .map(|case| {
+                let runner = move || (0..runs).map_while(|_| (case.run)(case)).collect();
+                let handle = thread::Builder::new()
+                    .name(format!("case-{}", case.id))
+                    .spawn_scoped(scope, runner)
+                    .expect("spawn case thread");
+                (case, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(case, h)| (case, h.join().expect("case thread panicked")))
+            .collect()
+    });
+    let load = no_false_positives();
+    let mut table = String::new();
+    let mut failures = Vec::new();
+    table.push_str(&format!(
+        "Measured on Linux {} ({} runs of each case, side by side with the others; \
+         times from the last sign of life to the detection):\n\n",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        runs
+    ));
+    table.push_str(
+        "| # | fault | strategy | flags | configured bound | noticed as | min | median | max | kept |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (case, seen) in &results {
+        if seen.is_empty() {
+            table.push_str(&format!(
+                "| {} | {} | {} | skipped |\n",
+                case.id, case.fault, case.strategy
+            ));
+            continue;
+        }
+        let errors: Vec<String> = seen.iter().filter_map(|s| verdict(case, s).err()).collect();
+        let (how, min, median, max) = summarize(seen);
+        table.push_str(&format!(
+            "| {} | {} | {} | `{}` | {} | {} | {} | {} | {} | {} |\n",
+            case.id,
+            case.fault,
+            case.strategy,
+            if case.flags.is_empty() {
+                "(defaults)"
+            } else {
+                case.flags
+            },
+            case.bound,
+            how,
+            min,
+            median,
+            max,
+            if errors.is_empty() {
+                format!("{}/{}", seen.len(), seen.len())
+            } else {
+                format!("**{}/{}**", seen.len() - errors.len(), seen.len())
+            },
+        ));
+        failures.extend(errors);
+    }
+    table.push_str(&format!(
+        "| 9 | none: {LIVE} live clients heartbeating every {HEARTBEAT_EVERY:?}, {LOADERS} more streaming echo traffic | app-level (+ default keepalive) | `--idle-timeout {IDLE_TIMEOUT}` | no close for {TIMEOUT_PERIODS} timeouts | {} closed in {:.1} s; longest heartbeat gap {} ms; {} MB echoed | | | | {} |\n",
+        load.closed.len(),
+        load.ran.as_secs_f64(),
+        load.longest_gap.as_millis(),
+        load.echoed >> 20,
+        if load.closed.is_empty() { "1/1" } else { "**0/1**" },
+    ));
+    if !load.closed.is_empty() {
+        failures.push(format!("scenario 9: closed {:?}", load.closed));
+    }
+    println!("{table}");
+    write_report(&table);
+    assert!(
+        failures.is_empty(),
+        "promises broken:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// How the fault was noticed (distinct descriptions), and the min, median
+/// and max times, or "not noticed in N s" for runs that did not notice.
+fn summarize(seen: &[Seen]) -> (String, String, String, String) {
+    let mut times: Vec<Duration> = Vec::new();
+    let mut hows: Vec<String> = Vec::new();
+    for s in seen {
+        let how = match s {
+            Seen::After(t, how) => {
+                times.push(*t);
+                how.clone()
+            }
+            Seen::Unnoticed(w) => format!("not noticed in {} s", w.as_secs()),
+        };
+        if !hows.contains(&how) {
+            hows.push(how);
+        }
+    }
+    times.sort();
+    let fmt =
+        |d: Option<&Duration>| d.map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+    (
+        hows.join("; "),
+        fmt(times.first()),
+        fmt(times.get(times.len() / 2)),
+        fmt(times.last()),
+    )
+}
+
+/// Replaces the table between the markers of REPORT_FILE.
+fn write_report(table: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(REPORT_FILE);
+    let doc = std::fs::read_to_string(&path).expect("read docs/failure-detection.md");
+    let (Some(begin), Some(end)) = (doc.find(REPORT_BEGIN), doc.find(REPORT_END)) else {
+        panic!("{REPORT_FILE} lacks the report markers");
+    };
+    let updated = format!("{}{REPORT_BEGIN}\n{table}{}", &doc[..begin], &doc[end..]);
+    std::fs::write(&path, updated).expect("write the report");
+}

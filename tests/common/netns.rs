@@ -8,10 +8,16 @@
 //! exist only inside them. Dropping the lab deletes both namespaces, which
 //! destroys the veth pair with them, even when the test has panicked.
 //!
-//! Cutting a link: `ip link set dev X down` on the side that loses its
-//! network. The other side keeps its interface up; its veth end merely loses
-//! carrier, and the packets it sends are dropped silently in the veth (no
-//! RST, no ICMP), which is what a pulled cable or a dead host looks like.
+//! Cutting the network of one side: its address is removed (and with it its
+//! only route). The other side, the one that must notice, is left alone: its
+//! link stays up with carrier and its neighbour entry stays valid, so its
+//! packets leave as before and vanish at the far end, which no longer owns
+//! the address and has no route to answer from: no RST, no ICMP, nothing
+//! back, as when a cable is pulled further down the path. (Setting the far
+//! veth end down instead would drop carrier on the near end too, and the
+//! near kernel would then fail its own transmissions locally: data it wrote
+//! after the cut would never count as in flight, and TCP would zero-window
+//! probe instead of retransmitting, which is not what a cut network does.)
 //!
 //! This needs root and iproute2 (`ip`, `ss`). Without them a test is skipped
 //! with a message on stderr saying why; under CI (`CI` set) it fails instead,
@@ -197,14 +203,14 @@ impl Lab {
         })
     }
 
-    /// Cuts `side`'s network: its end of the link goes down, and from then
-    /// on every packet either way is dropped without a word.
+    /// Cuts `side`'s network: from then on every packet either way is lost
+    /// without a word (see the module doc for why this way).
     pub fn cut(&self, side: Side) {
         let dev = match side {
             Side::Server => SERVER_IF,
             Side::Client => CLIENT_IF,
         };
-        run_ok(&["-n", self.ns(side), "link", "set", "dev", dev, "down"]);
+        run_ok(&["-n", self.ns(side), "addr", "flush", "dev", dev]);
     }
 
     /// `ss -tnoi` inside `side`'s namespace: established TCP sockets with
