@@ -1,0 +1,223 @@
+//! Shared helpers for the integration tests: start the real binaries on
+//! 127.0.0.1:0, watch their output, and wait for things with a deadline that
+//! fails loudly instead of hanging.
+#![allow(dead_code)] // Each test binary uses its own subset of these helpers.
+
+use crossbeam::channel::{self, Receiver};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The `hb-server` binary, started with `args` on 127.0.0.1:0.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// stderr, line by line, as the server logs.
+    pub log: Receiver<String>,
+}
+
+impl ServerProcess {
+    pub fn start(args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hb-server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hb-server");
+        let stdout = child.stdout.take().unwrap();
+        let log = lines_of(child.stderr.take().unwrap());
+        let first = lines_of(stdout)
+            .recv_timeout(PATIENCE)
+            .expect("hb-server did not print its address");
+        let addr = first
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));
+        ServerProcess { child, addr, log }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `hb-client` binary connected to `addr`, its stdin held open until
+/// [`close_stdin`](Self::close_stdin).
+pub struct ClientProcess {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    /// stdout, in the chunks it was read in.
+    stdout: Receiver<Vec<u8>>,
+    /// Everything read from stdout so far.
+    pub output: Vec<u8>,
+    /// stderr, line by line.
+    log: Receiver<String>,
+    /// Every stderr line read so far, for failure messages.
+    pub logged: Vec<String>,
+}
+
+impl ClientProcess {
+    pub fn start(addr: SocketAddr, args: &[&str]) -> ClientProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hb-client"))
+            .args(["--connect", &addr.to_string()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hb-client");
+        let stdin = child.stdin.take();
+        let stdout = chunks_of(child.stdout.take().unwrap());
+        let log = lines_of(child.stderr.take().unwrap());
+        ClientProcess {
+            child,
+            stdin,
+            stdout,
+            output: Vec::new(),
+            log,
+            logged: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        stdin.write_all(bytes).expect("write to the client's stdin");
+        stdin.flush().expect("flush the client's stdin");
+    }
+
+    /// Takes stdin, e.g. for a thread that types into it.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin already taken")
+    }
+
+    pub fn close_stdin(&mut self) {
+        drop(self.stdin.take());
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let line = self.log.recv_deadline(deadline).unwrap_or_else(|_| {
+                panic!(
+                    "no client log line containing {needle:?}; got {:?}",
+                    self.logged
+                )
+            });
+            self.logged.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits until stdout so far ends with `expected`.
+    pub fn wait_output(&mut self, expected: &[u8]) {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.output.ends_with(expected) {
+            let chunk = self.stdout.recv_deadline(deadline).unwrap_or_else(|_| {
+                panic!(
+                    "stdout did not end with {:?}; got {:?}",
+                    String::from_utf8_lossy(expected),
+                    String::from_utf8_lossy(&self.output)
+                )
+            });
+            self.output.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Waits for exit, failing after `limit`; then collects the rest of
+    /// stdout and stderr.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let status = wait_exit(&mut self.child, limit);
+        let deadline = Instant::now() + PATIENCE;
+        while let Ok(chunk) = self.stdout.recv_deadline(deadline) {
+            self.output.extend_from_slice(&chunk);
+        }
+        while let Ok(line) = self.log.recv_deadline(deadline) {
+            self.logged.push(line);
+        }
+        status
+    }
+
+    /// Whether a stderr line read so far contains `needle`.
+    pub fn has_logged(&self, needle: &str) -> bool {
+        self.logged.iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal by name (TERM, INT, KILL, ...).
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Waits for a child to exit, failing after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit within {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A channel of the lines read from `source` by a named thread.
+pub fn lines_of(source: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel::unbounded();
+    thread::Builder::new()
+        .name("test-lines".into())
+        .spawn(move || {
+            for line in BufReader::new(source).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("spawn line reader");
+    rx
+}
+
+/// A channel of the chunks read from `source` by a named thread; it closes
+/// at EOF.
+pub fn chunks_of(mut source: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = channel::unbounded();
+    thread::Builder::new()
+        .name("test-chunks".into())
+        .spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = source.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("spawn chunk reader");
+    rx
+}
