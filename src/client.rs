@@ -93,14 +93,14 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// Connects to `addr` and applies `options` to the socket.
-pub fn connect(addr: &str, options: &SocketOptions) -> Result<TcpStream, ClientError> {
+/// Connects to `addr` and applies the configured socket options.
+pub fn connect(addr: &str, config: &ClientConfig) -> Result<TcpStream, ClientError> {
     let failed = |source| ClientError::Connect {
         addr: addr.to_string(),
         source,
     };
     let stream = TcpStream::connect(addr).map_err(failed)?;
-    sockopt::apply(&stream, options).map_err(failed)?;
+    sockopt::apply(&stream, &config.socket_options).map_err(failed)?;
     Ok(stream)
 }
 

@@ -108,8 +108,9 @@ const GIVE_UP_ARGS: [&str; 6] = [
 const GIVE_UP_AFTER: Duration = Duration::from_millis(400 + 3 * 200);
 
 /// Checks that `client`, started at `started`, gives up with exit 3 no
-/// earlier than [`GIVE_UP_AFTER`] and within the tolerance.
-fn assert_gives_up(client: &mut ClientProcess, started: Instant) {
+/// earlier than [`GIVE_UP_AFTER`] and within the tolerance, and whether it
+/// sent its heartbeats.
+fn assert_gives_up(client: &mut ClientProcess, started: Instant, sent_heartbeats: bool) {
     let status = client.wait_exit(GIVE_UP_AFTER + GIVE_UP_TOLERANCE + PATIENCE);
     let elapsed = started.elapsed();
     assert_eq!(status.code(), Some(3), "stderr: {:?}", client.logged);
@@ -118,8 +119,9 @@ fn assert_gives_up(client: &mut ClientProcess, started: Instant) {
         elapsed <= GIVE_UP_AFTER + GIVE_UP_TOLERANCE,
         "gave up late, after {elapsed:?}"
     );
-    assert!(
+    assert_eq!(
         client.has_logged("heartbeat sent #3"),
+        sent_heartbeats,
         "stderr: {:?}",
         client.logged
     );
@@ -135,8 +137,18 @@ fn silent_server_is_given_up_on() {
     let (addr, _hold) = silent_server();
     let started = Instant::now();
     let mut client = ClientProcess::start(addr, &GIVE_UP_ARGS);
-    assert_gives_up(&mut client, started);
+    assert_gives_up(&mut client, started, true);
     assert!(client.output.is_empty());
+}
+
+#[test]
+fn silent_server_is_given_up_on_after_stdin_ends() {
+    let (addr, _hold) = silent_server();
+    let started = Instant::now();
+    let mut client = ClientProcess::start(addr, &GIVE_UP_ARGS);
+    client.close_stdin();
+    client.wait_log("stdin ended");
+    assert_gives_up(&mut client, started, false);
 }
 
 #[test]
@@ -158,7 +170,7 @@ fn silent_server_is_given_up_on_while_the_user_types() {
             }
         })
         .expect("spawn typist");
-    assert_gives_up(&mut client, started);
+    assert_gives_up(&mut client, started, true);
     drop(stop);
     typist.join().expect("typist panicked");
 }

@@ -115,7 +115,7 @@ fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientErr
         },
         socket_options: args.keepalive.socket_options(),
     };
-    let stream = client::connect(&args.connect, &config.socket_options)?;
+    let stream = client::connect(&args.connect, &config)?;
     log::info!("connected to {}", args.connect);
     log_settings(&config);
     client::run(
@@ -151,7 +151,8 @@ fn log_settings(config: &ClientConfig) {
 }
 
 /// Turns Ctrl-C / SIGTERM into a message on the returned channel; a second
-/// one exits at once (the first may wait behind a blocking connect).
+/// one exits at once (the first may wait behind a blocking connect, or a
+/// write to a server that stopped reading, until its timeout).
 fn interrupt_on_signal() -> Result<channel::Receiver<()>, ctrlc::Error> {
     let (tx, rx) = channel::bounded(1);
     let signalled = AtomicBool::new(false);
