@@ -21,11 +21,13 @@
 //!   unanswered, or it accepted no data for the whole give-up time.
 //! - 130: Ctrl-C or SIGTERM.
 
+mod common;
+
 use clap::Parser;
+use common::{EXIT_SIGNALLED, LogArgs, signal_channel};
 use crossbeam::channel;
 use std::io::ErrorKind;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tcp_heartbeat::client::{self, ClientConfig, ClientError, Outcome};
 use tcp_heartbeat::config::{self, KeepaliveArgs};
@@ -64,23 +66,17 @@ struct Args {
     #[command(flatten)]
     keepalive: KeepaliveArgs,
 
-    /// Log more (-v: debug; -vv: trace)
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    verbose: u8,
-
-    /// Log only warnings and errors
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_UNRESPONSIVE: u8 = 3;
-const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.verbose, args.quiet);
-    let signals = match interrupt_on_signal() {
+    args.log.init();
+    let signals = match signal_channel() {
         Ok(signals) => signals,
         Err(e) => {
             eprintln!("hb-client: cannot install the signal handler: {e}");
@@ -89,7 +85,7 @@ fn main() -> ExitCode {
     };
     match run(&args, signals) {
         Ok(Outcome::Finished) => ExitCode::SUCCESS,
-        Ok(Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
+        Ok(Outcome::Interrupted) => ExitCode::from(EXIT_SIGNALLED),
         // Like `head` closing a pipe: the reader has what it wanted.
         Err(ClientError::Output(e)) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
@@ -148,33 +144,4 @@ fn log_settings(config: &ClientConfig) {
         _ => "heartbeats off".to_string(),
     };
     log::info!("{heartbeat}; {}", config::describe(&config.socket_options));
-}
-
-/// Turns Ctrl-C / SIGTERM into a message on the returned channel; a second
-/// one exits at once (the first may wait behind a blocking connect, or a
-/// write to a server that stopped reading, until its timeout).
-fn interrupt_on_signal() -> Result<channel::Receiver<()>, ctrlc::Error> {
-    let (tx, rx) = channel::bounded(1);
-    let signalled = AtomicBool::new(false);
-    ctrlc::set_handler(move || {
-        if signalled.swap(true, Ordering::SeqCst) {
-            std::process::exit(i32::from(EXIT_INTERRUPTED));
-        }
-        let _ = tx.try_send(());
-    })?;
-    Ok(rx)
-}
-
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => log::LevelFilter::Warn,
-        (false, 0) => log::LevelFilter::Info,
-        (false, 1) => log::LevelFilter::Debug,
-        (false, _) => log::LevelFilter::Trace,
-    };
-    env_logger::Builder::new()
-        .filter_level(level)
-        .parse_default_env()
-        .format_target(false)
-        .init();
 }
