@@ -190,8 +190,8 @@ static CASES: &[Case] = &[
         fault: "client's network cut, reply in flight",
         strategy: "keepalive + user timeout",
         flags: "--idle-timeout 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2 --user-timeout 2s",
-        bound: "user-timeout = 2 s",
-        expect: Expect::Within(secs(2)),
+        bound: "first RTO + user-timeout = 0.2 + 2 = 2.2 s (the user timeout counts from the first retransmission)",
+        expect: Expect::Within(Duration::from_millis(2200)),
         how: "I/O error",
         run: client_cut_in_flight,
     },
@@ -200,10 +200,90 @@ static CASES: &[Case] = &[
         fault: "client's network cut, reply in flight",
         strategy: "keepalive only (default user timeout)",
         flags: "--idle-timeout 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
-        bound: "default user-timeout = idle + interval x count = 3 s",
-        expect: Expect::Within(secs(3)),
+        bound: "first RTO + default user-timeout (idle + interval x count) = 0.2 + 3 = 3.2 s",
+        expect: Expect::Within(Duration::from_millis(3200)),
         how: "I/O error",
         run: client_cut_in_flight,
+    },
+    Case {
+        id: "5",
+        fault: "server killed (SIGKILL)",
+        strategy: "any (defaults)",
+        flags: "",
+        bound: "at once: the server's kernel sends FIN",
+        expect: Expect::Within(Duration::ZERO),
+        how: "exit 1",
+        run: server_signalled,
+    },
+    Case {
+        id: "6a",
+        fault: "server frozen (SIGSTOP)",
+        strategy: "app-level only",
+        flags: "--no-keepalive --heartbeat-idle 500ms --heartbeat-interval 250ms --heartbeat-retries 2",
+        bound: "heartbeat-idle + retries x interval = 0.5 + 2 x 0.25 = 1 s",
+        expect: Expect::Within(secs(1)),
+        how: "exit 3",
+        run: server_signalled,
+    },
+    Case {
+        id: "6b",
+        fault: "server frozen (SIGSTOP)",
+        strategy: "keepalive only",
+        flags: "--heartbeat-idle 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
+        bound: "never: the frozen server's kernel answers every probe",
+        expect: Expect::Unnoticed(WATCH),
+        how: "",
+        run: server_signalled,
+    },
+    Case {
+        id: "6c",
+        fault: "server frozen (SIGSTOP)",
+        strategy: "both",
+        flags: "--heartbeat-idle 500ms --heartbeat-interval 250ms --heartbeat-retries 2 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
+        bound: "heartbeat-idle + retries x interval = 1 s (keepalive never fires)",
+        expect: Expect::Within(secs(1)),
+        how: "exit 3",
+        run: server_signalled,
+    },
+    Case {
+        id: "7a",
+        fault: "server's network cut",
+        strategy: "app-level only",
+        flags: "--no-keepalive --heartbeat-idle 500ms --heartbeat-interval 250ms --heartbeat-retries 2",
+        bound: "heartbeat-idle + retries x interval = 1 s",
+        expect: Expect::Within(secs(1)),
+        how: "exit 3",
+        run: server_cut,
+    },
+    Case {
+        id: "7b",
+        fault: "server's network cut",
+        strategy: "keepalive only",
+        flags: "--heartbeat-idle 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
+        bound: "idle + interval x count = 1 + 1 x 2 = 3 s",
+        expect: Expect::Within(secs(3)),
+        how: "exit 1",
+        run: server_cut,
+    },
+    Case {
+        id: "7c",
+        fault: "server's network cut",
+        strategy: "both",
+        flags: "--heartbeat-idle 500ms --heartbeat-interval 250ms --heartbeat-retries 2 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
+        bound: "heartbeats 1 s, before keepalive 3 s",
+        expect: Expect::Within(secs(1)),
+        how: "exit 3",
+        run: server_cut,
+    },
+    Case {
+        id: "7d",
+        fault: "server's network cut",
+        strategy: "both, heartbeats slower than the user timeout",
+        flags: "--heartbeat-idle 1s --heartbeat-interval 1s --heartbeat-retries 5 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2 --user-timeout 2s",
+        bound: "heartbeat-idle + first RTO + user-timeout = 1 + 0.2 + 2 = 3.2 s, before heartbeats give up at 1 + 5 x 1 = 6 s",
+        expect: Expect::Within(Duration::from_millis(3200)),
+        how: "exit 1",
+        run: server_cut,
     },
 ];
 
@@ -464,6 +544,130 @@ fn s3_cut_idle_client_is_noticed_by_keepalive_or_the_reaper() {
 #[test]
 fn s4_cut_client_with_data_in_flight_needs_user_timeout() {
     run_side_by_side(&cases('4'));
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios 5, 6 and 7: the server dies, freezes or loses its network; the
+// client must notice.
+
+/// hb-client with stdin held open (so it never ends by itself), stdout and
+/// stderr read line by line. Killed on drop.
+struct HbClient {
+    child: Child,
+    stdin: ChildStdin,
+    replies: Receiver<String>,
+    log: Receiver<String>,
+}
+
+impl HbClient {
+    /// Runs `command` (hb-client, possibly under `ip netns exec`).
+    fn spawn(mut command: Command, addr: SocketAddr, case: &Case) -> HbClient {
+        let mut child = command
+            .args(["--connect", &addr.to_string()])
+            .args(flags(case))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hb-client");
+        HbClient {
+            stdin: child.stdin.take().unwrap(),
+            replies: lines_of(child.stdout.take().unwrap()),
+            log: lines_of(child.stderr.take().unwrap()),
+            child,
+        }
+    }
+
+    fn round_trip(&mut self, text: &str) {
+        writeln!(self.stdin, "{text}").expect("write to hb-client");
+        let reply = self
+            .replies
+            .recv_timeout(PATIENCE)
+            .expect("no reply through hb-client");
+        assert_eq!(reply, text.to_uppercase());
+    }
+
+    /// Waits for the client to exit, measuring from `since`; `Unnoticed`
+    /// when it is still running after the case's watch time.
+    fn watch_exit(&mut self, since: Instant, expect: Expect) -> Seen {
+        let watch = watch_time(expect);
+        let deadline = since + watch;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let after = since.elapsed();
+                // stderr ends with the exit; its last line says why.
+                let why = self.log.iter().last().unwrap_or_default();
+                let code = status
+                    .code()
+                    .map_or("a signal".to_string(), |c| c.to_string());
+                return Seen::After(after, format!("exit {code}: {why}"));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        Seen::Unnoticed(watch)
+    }
+}
+
+impl Drop for HbClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Scenario 5 (SIGKILL) and 6 (SIGSTOP) of the server, over loopback;
+/// measured from the client's last reply.
+fn server_signalled(case: &Case) -> Option<Seen> {
+    let server = ServerProcess::start(&["--idle-timeout", "0"]);
+    let mut client = HbClient::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hb-client")),
+        server.addr,
+        case,
+    );
+    client.round_trip("alive");
+    let last = Instant::now();
+    let kill = case.id == "5";
+    server.signal(if kill { "KILL" } else { "STOP" });
+    let seen = client.watch_exit(last, case.expect);
+    if !kill {
+        server.signal("CONT");
+        if matches!(seen, Seen::Unnoticed(_)) {
+            // Not merely unnoticed: the connection works again.
+            client.round_trip("still connected");
+        }
+    }
+    Some(seen)
+}
+
+/// Scenario 7: the server's network is cut under an idle client, which runs
+/// in the client's namespace.
+fn server_cut(case: &Case) -> Option<Seen> {
+    let lab = Lab::new(case.id)?;
+    let server = lab.start_server(&["--idle-timeout", "0"]);
+    let mut client = HbClient::spawn(
+        lab.command(Side::Client, env!("CARGO_BIN_EXE_hb-client")),
+        server.addr,
+        case,
+    );
+    client.round_trip("alive");
+    let last = Instant::now();
+    lab.cut(Side::Server);
+    Some(client.watch_exit(last, case.expect))
+}
+
+#[test]
+fn s5_client_leaves_a_killed_server_at_once() {
+    run_side_by_side(&cases('5'));
+}
+
+#[test]
+fn s6_frozen_server_is_noticed_by_heartbeats_not_by_keepalive() {
+    run_side_by_side(&cases('6'));
+}
+
+#[test]
+fn s7_cut_server_is_noticed_by_heartbeats_keepalive_or_user_timeout() {
+    run_side_by_side(&cases('7'));
 }
 
 // ---------------------------------------------------------------------------
