@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 OS_TARGETS = x86_64-pc-windows-gnu x86_64-apple-darwin
 
-.PHONY: build run-server run-client test lint check-os bench
+.PHONY: build run-server run-client test lint check-os bench faults faults-report
 
 build:
 	$(CARGO) build --release
@@ -30,3 +30,14 @@ check-os:
 
 bench:
 	$(CARGO) bench
+
+# The fault-injection suite alone (also part of `make test`): real killed,
+# frozen and cut-off peers. Cutting networks needs root and iproute2;
+# without them those cases say SKIPPED.
+faults:
+	$(CARGO) test --test faults
+
+# Runs every fault case 5 times and rewrites the table in
+# docs/failure-detection.md (HB_FAULTS_RUNS changes the count).
+faults-report:
+	HB_FAULTS_RUNS=$${HB_FAULTS_RUNS:-5} $(CARGO) test --test faults -- --ignored --exact faults_report --nocapture
