@@ -330,10 +330,10 @@ fn run_side_by_side(cases: &[&'static Case]) {
             thread::Builder::new()
                 .name(format!("case-{}", case.id))
                 .spawn_scoped(scope, move || {
-                    if let Some(seen) = (case.run)(case) {
-                        if let Err(why) = verdict(case, &seen) {
-                            panic!("{why}");
-                        }
+                    if let Some(seen) = (case.run)(case)
+                        && let Err(why) = verdict(case, &seen)
+                    {
+                        panic!("{why}");
                     }
                 })
                 .expect("spawn case thread");
