@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 OS_TARGETS = x86_64-pc-windows-gnu x86_64-apple-darwin
 
-.PHONY: build run-server run-client test lint check-os bench hardening-full
+.PHONY: build run-server run-client test lint check-os bench faults faults-report hardening-full
 
 build:
 	$(CARGO) build --release
@@ -38,3 +38,14 @@ bench:
 hardening-full:
 	ulimit -n 8192 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	$(CARGO) test --release --test hardening -- --include-ignored --nocapture --test-threads 1
+
+# The fault-injection suite alone (also part of `make test`): real killed,
+# frozen and cut-off peers. Cutting networks needs root and iproute2;
+# without them those cases say SKIPPED.
+faults:
+	$(CARGO) test --test faults
+
+# Runs every fault case 5 times and rewrites the table in
+# docs/failure-detection.md (HB_FAULTS_RUNS changes the count).
+faults-report:
+	HB_FAULTS_RUNS=$${HB_FAULTS_RUNS:-5} $(CARGO) test --test faults -- --ignored --exact faults_report --nocapture

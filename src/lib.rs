@@ -14,13 +14,22 @@
 //!   expired ones.
 //! - [`connection`]: one client's read/echo loop on the server.
 //! - [`server`]: the accept loop, the connection limit and shutdown.
+//! - [`heartbeat`]: the client's heartbeat policy, pure state that takes
+//!   `now` as an argument.
+//! - [`replies`]: matching the server's replies to the client's requests, so
+//!   a heartbeat's `OK` is hidden; no I/O.
+//! - [`client`]: the client's coordinator, its stdin and socket reader
+//!   threads, and its errors.
 //! - [`sockopt`]: TCP keepalive and user timeout on every OS.
 //! - [`config`]: command-line values shared by the binaries.
 
+pub mod client;
 pub mod config;
 pub mod connection;
+pub mod heartbeat;
 pub mod protocol;
 pub mod reaper;
+pub mod replies;
 pub mod server;
 pub mod sockopt;
 pub mod timeout_queue;

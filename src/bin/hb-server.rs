@@ -2,12 +2,13 @@
 //! the server. Exit codes: 0 after a clean shutdown, 1 on a runtime error,
 //! 2 on a bad flag or an address that cannot be bound.
 
+mod common;
+
 use clap::Parser;
-use crossbeam::channel;
+use common::{LogArgs, signal_channel};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tcp_heartbeat::config::{self, KeepaliveArgs};
 use tcp_heartbeat::server::{self, Server, ServerConfig};
@@ -39,25 +40,19 @@ struct Args {
     #[command(flatten)]
     keepalive: KeepaliveArgs,
 
-    /// Log more (-v: debug, including heartbeats; -vv: trace)
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    verbose: u8,
-
-    /// Log only warnings and errors
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
-const EXIT_SECOND_SIGNAL: i32 = 130;
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => return usage_error(&e),
     };
-    init_logging(args.verbose, args.quiet);
+    args.log.init();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
@@ -75,7 +70,12 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
     };
     let listener = listen(&args.listen)
         .map_err(|e| (EXIT_USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
-    let shutdown = shutdown_on_signal().map_err(|e| (EXIT_RUNTIME, e))?;
+    let shutdown = signal_channel().map_err(|e| {
+        (
+            EXIT_RUNTIME,
+            format!("cannot install the signal handler: {e}"),
+        )
+    })?;
     log_settings(&config);
     let server = Server::start(listener, config)
         .map_err(|e| (EXIT_RUNTIME, format!("cannot start: {e}")))?;
@@ -135,33 +135,4 @@ fn log_settings(config: &ServerConfig) {
         config.max_connections,
         config::describe(&config.socket_options)
     );
-}
-
-/// Turns Ctrl-C / SIGTERM into a message on the returned channel; a second
-/// one exits at once.
-fn shutdown_on_signal() -> Result<channel::Receiver<()>, String> {
-    let (tx, rx) = channel::bounded(1);
-    let signalled = AtomicBool::new(false);
-    ctrlc::set_handler(move || {
-        if signalled.swap(true, Ordering::SeqCst) {
-            std::process::exit(EXIT_SECOND_SIGNAL);
-        }
-        let _ = tx.try_send(());
-    })
-    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
-    Ok(rx)
-}
-
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => log::LevelFilter::Warn,
-        (false, 0) => log::LevelFilter::Info,
-        (false, 1) => log::LevelFilter::Debug,
-        (false, _) => log::LevelFilter::Trace,
-    };
-    env_logger::Builder::new()
-        .filter_level(level)
-        .parse_default_env()
-        .format_target(false)
-        .init();
 }

@@ -3,10 +3,12 @@
 //! with a deadline that fails loudly instead of hanging.
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
+pub mod netns;
+
 use crossbeam::channel::{self, Receiver};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use tcp_heartbeat::server::{Server, ServerConfig};
@@ -131,6 +133,119 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The `hb-client` binary connected to `addr`, its stdin held open until
+/// [`close_stdin`](Self::close_stdin).
+pub struct ClientProcess {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    /// stdout, in the chunks it was read in.
+    stdout: Receiver<Vec<u8>>,
+    /// Everything read from stdout so far.
+    pub output: Vec<u8>,
+    /// stderr, line by line.
+    log: Receiver<String>,
+    /// Every stderr line read so far, for failure messages.
+    pub logged: Vec<String>,
+}
+
+impl ClientProcess {
+    pub fn start(addr: SocketAddr, args: &[&str]) -> ClientProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hb-client"))
+            .args(["--connect", &addr.to_string()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hb-client");
+        let stdin = child.stdin.take();
+        let stdout = chunks_of(child.stdout.take().unwrap());
+        let log = lines_of(child.stderr.take().unwrap());
+        ClientProcess {
+            child,
+            stdin,
+            stdout,
+            output: Vec::new(),
+            log,
+            logged: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        stdin.write_all(bytes).expect("write to the client's stdin");
+        stdin.flush().expect("flush the client's stdin");
+    }
+
+    /// Takes stdin, e.g. for a thread that types into it.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin already taken")
+    }
+
+    pub fn close_stdin(&mut self) {
+        drop(self.stdin.take());
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let line = self.log.recv_deadline(deadline).unwrap_or_else(|_| {
+                panic!(
+                    "no client log line containing {needle:?}; got {:?}",
+                    self.logged
+                )
+            });
+            self.logged.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits until stdout so far ends with `expected`.
+    pub fn wait_output(&mut self, expected: &[u8]) {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.output.ends_with(expected) {
+            let chunk = self.stdout.recv_deadline(deadline).unwrap_or_else(|_| {
+                panic!(
+                    "stdout did not end with {:?}; got {:?}",
+                    String::from_utf8_lossy(expected),
+                    String::from_utf8_lossy(&self.output)
+                )
+            });
+            self.output.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Waits for exit, failing after `limit`; then collects the rest of
+    /// stdout and stderr.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let status = wait_exit(&mut self.child, limit);
+        let deadline = Instant::now() + PATIENCE;
+        while let Ok(chunk) = self.stdout.recv_deadline(deadline) {
+            self.output.extend_from_slice(&chunk);
+        }
+        while let Ok(line) = self.log.recv_deadline(deadline) {
+            self.logged.push(line);
+        }
+        status
+    }
+
+    /// Whether a stderr line read so far contains `needle`.
+    pub fn has_logged(&self, needle: &str) -> bool {
+        self.logged.iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal by name (TERM, INT, KILL, STOP, CONT).
 pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([format!("-{name}"), pid.to_string()])
@@ -188,4 +303,22 @@ pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read fd dir")
         .count()
+}
+
+/// A channel of the chunks read from `source` by a named thread; it closes
+/// at EOF.
+pub fn chunks_of(mut source: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = channel::unbounded();
+    thread::Builder::new()
+        .name("test-chunks".into())
+        .spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = source.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("spawn chunk reader");
+    rx
 }

@@ -1,0 +1,147 @@
+//! `hb-client`: parses flags, installs the signal handler, connects, and runs
+//! the client. Stdin lines go to the server; the server's replies go to
+//! stdout byte for byte, except the `OK` answering a heartbeat; diagnostics
+//! go to stderr only.
+//!
+//! Heartbeats: after `--heartbeat-idle` with nothing from the server, the
+//! client sends `HeartBeat`, then again every `--heartbeat-interval` while
+//! unanswered. Any byte from the server starts over; what the user sends does
+//! not. It gives up at
+//! `last byte received + heartbeat-idle + heartbeat-retries x heartbeat-interval`
+//! (defaults: 25s + 5 x 5s = 50s).
+//!
+//! Exit codes:
+//! - 0: stdin ended and the server closed the connection after sending every
+//!   reply (or stdout was closed by its reader).
+//! - 1: the server closed the connection while stdin was still open; the
+//!   connection was refused or lost (including TCP keepalive and user-timeout
+//!   errors); stdin or stdout failed.
+//! - 2: bad flags.
+//! - 3: the server is unresponsive: `--heartbeat-retries` heartbeats went
+//!   unanswered, or it accepted no data for the whole give-up time.
+//! - 130: Ctrl-C or SIGTERM.
+
+mod common;
+
+use clap::Parser;
+use common::{EXIT_SIGNALLED, LogArgs, signal_channel};
+use crossbeam::channel;
+use std::io::ErrorKind;
+use std::process::ExitCode;
+use std::time::Duration;
+use tcp_heartbeat::client::{self, ClientConfig, ClientError, Outcome};
+use tcp_heartbeat::config::{self, KeepaliveArgs};
+use tcp_heartbeat::heartbeat::HeartbeatSettings;
+
+/// TCP heartbeat client: sends stdin lines to the server, prints its replies,
+/// and keeps the connection alive with heartbeats.
+#[derive(Debug, Parser)]
+#[command(name = "hb-client", version)]
+struct Args {
+    /// Server address
+    #[arg(
+        long,
+        env = "HB_CONNECT",
+        default_value = "127.0.0.1:5005",
+        value_name = "ADDR"
+    )]
+    connect: String,
+
+    /// Send a heartbeat after this long with nothing from the server; 0 turns
+    /// heartbeats off
+    #[arg(long, env = "HB_HEARTBEAT_IDLE", default_value = "25s", value_name = "DUR",
+          value_parser = config::parse_duration)]
+    heartbeat_idle: Duration,
+
+    /// Time between unanswered heartbeats
+    #[arg(long, env = "HB_HEARTBEAT_INTERVAL", default_value = "5s", value_name = "DUR",
+          value_parser = parse_interval)]
+    heartbeat_interval: Duration,
+
+    /// Unanswered heartbeats before giving up (exit 3)
+    #[arg(long, env = "HB_HEARTBEAT_RETRIES", default_value_t = 5, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    heartbeat_retries: u32,
+
+    #[command(flatten)]
+    keepalive: KeepaliveArgs,
+
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_UNRESPONSIVE: u8 = 3;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    args.log.init();
+    let signals = match signal_channel() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("hb-client: cannot install the signal handler: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match run(&args, signals) {
+        Ok(Outcome::Finished) => ExitCode::SUCCESS,
+        Ok(Outcome::Interrupted) => ExitCode::from(EXIT_SIGNALLED),
+        // Like `head` closing a pipe: the reader has what it wanted.
+        Err(ClientError::Output(e)) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hb-client: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(error: &ClientError) -> u8 {
+    match error {
+        ClientError::Unresponsive { .. } => EXIT_UNRESPONSIVE,
+        _ => EXIT_FAILURE,
+    }
+}
+
+fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientError> {
+    let config = ClientConfig {
+        heartbeat: HeartbeatSettings {
+            idle: (!args.heartbeat_idle.is_zero()).then_some(args.heartbeat_idle),
+            interval: args.heartbeat_interval,
+            retries: args.heartbeat_retries,
+        },
+        socket_options: args.keepalive.socket_options(),
+    };
+    let stream = client::connect(&args.connect, &config)?;
+    log::info!("connected to {}", args.connect);
+    log_settings(&config);
+    client::run(
+        stream,
+        &config,
+        std::io::stdin(),
+        std::io::stdout().lock(),
+        signals,
+    )
+}
+
+/// A heartbeat interval: a duration, but not 0, which would send every
+/// retry at once.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = config::parse_duration(text)?;
+    if interval.is_zero() {
+        return Err("must be more than 0".to_string());
+    }
+    Ok(interval)
+}
+
+fn log_settings(config: &ClientConfig) {
+    let heartbeat = match (config.heartbeat.idle, config.heartbeat.give_up_after()) {
+        (Some(idle), Some(give_up)) => format!(
+            "heartbeat after {} idle, every {}, give up after {} without a reply",
+            humantime::format_duration(idle),
+            humantime::format_duration(config.heartbeat.interval),
+            humantime::format_duration(give_up)
+        ),
+        _ => "heartbeats off".to_string(),
+    };
+    log::info!("{heartbeat}; {}", config::describe(&config.socket_options));
+}
