@@ -132,6 +132,8 @@ fn connect_disconnect_cycles_leave_nothing_behind() {
 
 #[test]
 fn reaped_connections_leave_nothing_behind() {
+    #[cfg(unix)]
+    raise_fd_limit();
     let server = start_server(Some(Duration::from_millis(200)), 2000);
     let clients: Vec<_> = (0..1000)
         .map(|_| {

@@ -24,7 +24,7 @@
 mod common;
 
 use clap::Parser;
-use common::{EXIT_SIGNALLED, LogArgs, signal_channel};
+use common::{EXIT_SIGNALLED, LogArgs, parse_args, signal_channel};
 use crossbeam::channel;
 use std::io::ErrorKind;
 use std::process::ExitCode;
@@ -49,17 +49,17 @@ struct Args {
 
     /// Send a heartbeat after this long with nothing from the server; 0 turns
     /// heartbeats off
-    #[arg(long, env = "HB_HEARTBEAT_IDLE", default_value = "25s", value_name = "DUR",
+    #[arg(long, env = "HB_HEARTBEAT_IDLE", default_value = "25s", value_name = "DUR", allow_negative_numbers = true,
           value_parser = config::parse_duration)]
     heartbeat_idle: Duration,
 
     /// Time between unanswered heartbeats
-    #[arg(long, env = "HB_HEARTBEAT_INTERVAL", default_value = "5s", value_name = "DUR",
+    #[arg(long, env = "HB_HEARTBEAT_INTERVAL", default_value = "5s", value_name = "DUR", allow_negative_numbers = true,
           value_parser = parse_interval)]
     heartbeat_interval: Duration,
 
     /// Unanswered heartbeats before giving up (exit 3)
-    #[arg(long, env = "HB_HEARTBEAT_RETRIES", default_value_t = 5, value_name = "N",
+    #[arg(long, env = "HB_HEARTBEAT_RETRIES", default_value_t = 5, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     heartbeat_retries: u32,
 
@@ -74,7 +74,10 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_UNRESPONSIVE: u8 = 3;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match parse_args::<Args>("hb-client") {
+        Ok(args) => args,
+        Err(exit) => return exit,
+    };
     args.log.init();
     let signals = match signal_channel() {
         Ok(signals) => signals,

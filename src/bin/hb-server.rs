@@ -5,7 +5,7 @@
 mod common;
 
 use clap::Parser;
-use common::{LogArgs, signal_channel};
+use common::{EXIT_USAGE, LogArgs, parse_args, signal_channel};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
@@ -45,12 +45,11 @@ struct Args {
 }
 
 const EXIT_RUNTIME: u8 = 1;
-const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args = match parse_args::<Args>("hb-server") {
         Ok(args) => args,
-        Err(e) => return usage_error(&e),
+        Err(exit) => return exit,
     };
     args.log.init();
     match run(&args) {
@@ -90,22 +89,6 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         summary.heartbeats
     );
     Ok(())
-}
-
-/// `--help` and `--version` print as clap prints them and exit 0; every other
-/// parse error becomes one line on stderr and exit 2. Clap's own rendering
-/// adds a blank line, a usage line and a hint, which scripts and log
-/// collectors split into unrelated lines; its first line says it all.
-fn usage_error(e: &clap::Error) -> ExitCode {
-    if !e.use_stderr() {
-        let _ = e.print();
-        return ExitCode::SUCCESS;
-    }
-    let rendered = e.render().to_string();
-    let first = rendered.lines().next().unwrap_or_default();
-    let message = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("hb-server: {message} (see --help)");
-    ExitCode::from(EXIT_USAGE)
 }
 
 /// Binds the first address `spec` resolves to (`127.0.0.1:5005`,

@@ -1,8 +1,10 @@
-//! What the binaries share at the edge: the log-level flags and the signal
-//! handler. Kept out of the library, which never touches process-global
+//! What the binaries share at the edge: argument errors, the log-level flags
+//! and the signal handler. Kept out of the library, which never touches process-global
 //! state (the logger, signal dispositions).
 
+use clap::Parser;
 use crossbeam::channel;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `-v` / `-q`, identical in every binary.
@@ -52,4 +54,26 @@ pub fn signal_channel() -> Result<channel::Receiver<()>, ctrlc::Error> {
         let _ = tx.try_send(());
     })?;
     Ok(rx)
+}
+
+/// Exit code of a bad flag or value, as clap's own.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses the command line. `--help` and `--version` print as clap prints
+/// them and exit 0; every other parse error becomes one line on stderr and
+/// exit 2. Clap's own rendering adds a blank line, a usage line and a hint,
+/// which scripts and log collectors split into unrelated lines; its first
+/// line says it all.
+pub fn parse_args<T: Parser>(program: &str) -> Result<T, ExitCode> {
+    T::try_parse().map_err(|e| {
+        if !e.use_stderr() {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        eprintln!("{program}: {message} (see --help)");
+        ExitCode::from(EXIT_USAGE)
+    })
 }
