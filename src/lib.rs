@@ -16,9 +16,13 @@
 //! - [`server`]: the accept loop, the connection limit and shutdown.
 //! - [`sockopt`]: TCP keepalive and user timeout on every OS.
 //! - [`config`]: command-line values shared by the binaries.
+//! - [`fdlimit`]: raising the open-file limit for 10,000+ connections.
+//! - [`loadgen`]: the load generator behind `hb-bench`.
 
 pub mod config;
 pub mod connection;
+pub mod fdlimit;
+pub mod loadgen;
 pub mod protocol;
 pub mod reaper;
 pub mod server;
