@@ -19,7 +19,12 @@ use tcp_heartbeat::loadgen::{Common, churn, echo, idle};
 #[command(name = "hb-bench", version)]
 struct Cli {
     /// Server address
-    #[arg(long, global = true, default_value = "127.0.0.1:5005", value_name = "ADDR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:5005",
+        value_name = "ADDR"
+    )]
     target: String,
 
     /// Worker threads of the load generator

@@ -108,8 +108,13 @@ async fn run_async(common: &Common, config: &ChurnConfig) -> io::Result<ChurnRep
     let workers = config.concurrency.max(1);
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..workers {
-        let pace = config.rate.map(|r| Duration::from_secs_f64(workers as f64 / r));
-        let first = start + pace.unwrap_or_default().mul_f64(index as f64 / workers as f64);
+        let pace = config
+            .rate
+            .map(|r| Duration::from_secs_f64(workers as f64 / r));
+        let first = start
+            + pace
+                .unwrap_or_default()
+                .mul_f64(index as f64 / workers as f64);
         let end = start + config.duration;
         tasks.spawn(worker(connector.clone(), first, pace, end, done.clone()));
     }

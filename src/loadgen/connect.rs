@@ -113,7 +113,10 @@ pub async fn open_all(
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         bar.inc(1);
-        match joined.map_err(io::Error::other).and_then(|(i, r)| Ok((i, r?))) {
+        match joined
+            .map_err(io::Error::other)
+            .and_then(|(i, r)| Ok((i, r?)))
+        {
             Ok(indexed) => streams.push(indexed),
             Err(e) => {
                 failed += 1;

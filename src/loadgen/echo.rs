@@ -243,7 +243,11 @@ async fn client(
         if due >= end {
             break;
         }
-        tokio::time::sleep_until(due).await;
+        if interval.is_some() {
+            // Not in closed loop: tokio's timer rounds up to whole
+            // milliseconds, even for a deadline already past.
+            tokio::time::sleep_until(due).await;
+        }
         let (request, expected) = &messages[(sent % 26) as usize];
         let exchanged = async {
             stream.write_all(request).await?;

@@ -131,7 +131,10 @@ impl fmt::Display for IdleReport {
             self.held, self.closed, self.heartbeats, self.bad_replies
         )?;
         if let (Some(first), Some(last)) = (self.first_close, self.last_close) {
-            writeln!(f, "  closes seen from {first:.3?} to {last:.3?} after all were open")?;
+            writeln!(
+                f,
+                "  closes seen from {first:.3?} to {last:.3?} after all were open"
+            )?;
             writeln!(f, "  silence before close: {}", self.silence)?;
         }
         if let Some(lateness) = &self.lateness {
@@ -161,10 +164,15 @@ impl fmt::Display for IdleReport {
 enum End {
     /// Still open at the end of the run (kept open until the server is
     /// sampled).
-    Held { _stream: TcpStream },
+    Held {
+        _stream: TcpStream,
+    },
     /// The server closed it; how long it had been silent by then, and when
     /// (after all were open).
-    Closed { silence: Duration, at: Duration },
+    Closed {
+        silence: Duration,
+        at: Duration,
+    },
     Failed(io::Error),
 }
 
@@ -323,7 +331,11 @@ async fn hold(mut stream: TcpStream, schedule: Schedule, closed: Arc<AtomicU64>)
     let mut heartbeats = 0;
     let mut bad_replies = 0;
     let mut last_send = Instant::now();
-    let mut next = Some(schedule.first.min(schedule.silent_at.unwrap_or(schedule.first)));
+    let mut next = Some(
+        schedule
+            .first
+            .min(schedule.silent_at.unwrap_or(schedule.first)),
+    );
     let mut reply_pos = 0;
     let mut buf = [0u8; 256];
     let end = loop {
