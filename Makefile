@@ -28,5 +28,9 @@ check-os:
 	rustup target add $(OS_TARGETS)
 	for target in $(OS_TARGETS); do $(CARGO) check --lib --bins --target $$target || exit 1; done
 
+# Criterion micro-benchmarks of the timeout queue, then the server runs of
+# scripts/bench.sh (Linux; a few minutes) and their table. Numbers and the
+# machine they came from: docs/benchmarks.md.
 bench:
-	$(CARGO) bench
+	$(CARGO) bench --bench timeout_queue
+	scripts/bench.sh

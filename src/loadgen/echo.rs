@@ -40,6 +40,8 @@ pub struct EchoReport {
     pub failed_connects: usize,
     pub sources: usize,
     pub elapsed: Duration,
+    /// When the clock started, wall-clock ms since the Unix epoch.
+    pub started_unix_ms: u64,
     /// Replies that came back exactly as expected.
     pub verified: u64,
     /// Replies that differed from the expected bytes (each ends its client).
@@ -72,6 +74,7 @@ impl EchoReport {
             "failed_connects": self.failed_connects,
             "sources": self.sources,
             "elapsed_s": self.elapsed.as_secs_f64(),
+            "started_unix_ms": self.started_unix_ms,
             "verified": self.verified,
             "mismatches": self.mismatches,
             "io_errors": self.io_errors,
@@ -147,6 +150,7 @@ async fn run_async(common: &Common, config: &EchoConfig) -> io::Result<EchoRepor
     let before = common.server_pid.map(procstat::sample).transpose()?;
     let verified = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let started_unix_ms = super::unix_millis(std::time::SystemTime::now());
     let end = start + config.duration;
     let mut clients = tokio::task::JoinSet::new();
     for (index, stream) in streams.into_iter().enumerate() {
@@ -170,6 +174,7 @@ async fn run_async(common: &Common, config: &EchoConfig) -> io::Result<EchoRepor
         failed_connects,
         sources: connector.sources_used(),
         elapsed,
+        started_unix_ms,
         verified: 0,
         mismatches: 0,
         io_errors: 0,

@@ -60,6 +60,8 @@ pub struct IdleReport {
     /// When closes were seen, after all connections were open.
     pub first_close: Option<Duration>,
     pub last_close: Option<Duration>,
+    /// When all connections were open, wall-clock ms since the Unix epoch.
+    pub started_unix_ms: u64,
     /// How long each closed connection had been silent.
     pub silence: Latency,
     /// Closed before `timeout` of silence.
@@ -105,6 +107,7 @@ impl IdleReport {
             "first_error": self.first_error,
             "first_close_ms": ms(self.first_close),
             "last_close_ms": ms(self.last_close),
+            "started_unix_ms": self.started_unix_ms,
             "silence_before_close": self.silence.json(),
             "early": self.early,
             "late_over_100ms": self.far_late,
@@ -196,6 +199,7 @@ async fn run_async(common: &Common, config: &IdleConfig) -> io::Result<IdleRepor
     bar.finish_and_clear();
     let before = common.server_pid.map(procstat::sample).transpose()?;
     let start = Instant::now();
+    let started_unix_ms = super::unix_millis(std::time::SystemTime::now());
     let closed = Arc::new(AtomicU64::new(0));
     let count = streams.len();
     let mut tasks = tokio::task::JoinSet::new();
@@ -214,6 +218,7 @@ async fn run_async(common: &Common, config: &IdleConfig) -> io::Result<IdleRepor
     let after = common.server_pid.map(procstat::sample).transpose()?;
     Ok(summarize(
         config,
+        started_unix_ms,
         outcomes,
         (failed_connects, connect_error, connector.sources_used()),
         rss_idle.zip(after).map(|(i, a)| (i.rss_kib, a.rss_kib)),
@@ -223,6 +228,7 @@ async fn run_async(common: &Common, config: &IdleConfig) -> io::Result<IdleRepor
 
 fn summarize(
     config: &IdleConfig,
+    started_unix_ms: u64,
     outcomes: Vec<Outcome>,
     (failed_connects, connect_error, sources): (usize, Option<io::Error>, usize),
     server_rss_kib: Option<(u64, u64)>,
@@ -242,6 +248,7 @@ fn summarize(
         first_error: connect_error.map(|e| format!("connect: {e}")),
         first_close: None,
         last_close: None,
+        started_unix_ms,
         silence: Latency::of(&silence),
         early: 0,
         far_late: 0,

@@ -40,6 +40,13 @@ pub struct Common {
     pub server_pid: Option<u32>,
 }
 
+/// Wall-clock milliseconds since the Unix epoch, so reports of runs in
+/// different processes can be lined up (a sweep against echo windows).
+fn unix_millis(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A multi-threaded runtime with named workers; dropping it joins them.
 fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
