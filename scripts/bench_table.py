@@ -27,7 +27,8 @@ def echo_stats(label):
     for key in ("syscalls_per_s", "switches_per_s", "cpu_ms_per_s"):
         vals = [r["perf"][key] / r["echo"]["throughput_per_s"] for r in rs if r.get("perf")]
         per[key] = med(vals)
-    return tput, p99, per, [round(r["echo"]["throughput_per_s"]) for r in rs]
+    errors = sum(r["echo"]["io_errors"] + r["echo"]["mismatches"] + r["echo"]["failed_connects"] for r in rs)
+    return tput, p99, per, [round(r["echo"]["throughput_per_s"]) for r in rs], errors
 
 
 def verdict(ok):
@@ -48,8 +49,8 @@ for name in ("hb", "plain", "tokio"):
         print(f"| RSS per connection, {name}, 10,000 heartbeating every 25 s | {per} KiB ({r['server_rss_idle_kib']} -> {r['server_rss_loaded_kib']} KiB; {r['held']} held, {r['closed']} closed, {r['bad_replies']} bad replies) | {target} | {v} |")
 for conns in (50, 1000):
     hb, plain, tok = (echo_stats(f"echo-{n}-{conns}") for n in ("hb", "plain", "tokio"))
-    for name, (t, p, per, all_t) in (("hb-server", hb), ("no-tracking", plain), ("tokio", tok)):
-        print(f"| echo {conns} clients, {name} | {t:.0f} msg/s (runs {all_t}), p99 {p} us; per msg: {per['syscalls_per_s']:.2f} syscalls, {per['switches_per_s']:.2f} switches, {per['cpu_ms_per_s'] * 1000:.1f} us CPU | | |")
+    for name, (t, p, per, all_t, errs) in (("hb-server", hb), ("no-tracking", plain), ("tokio", tok)):
+        print(f"| echo {conns} clients, {name} | {t:.0f} msg/s (runs {all_t}), p99 {p} us; per msg: {per['syscalls_per_s']:.2f} syscalls, {per['switches_per_s']:.2f} switches, {per['cpu_ms_per_s'] * 1000:.1f} us CPU; {errs} errors | | |")
     r_plain = hb[0] / plain[0]
     r_tok = hb[0] / tok[0]
     print(f"| tracking / no-tracking, {conns} clients | {r_plain:.3f} | >= 0.95 | {verdict(r_plain >= 0.95)} |")
@@ -57,7 +58,7 @@ for conns in (50, 1000):
 i0, i10 = echo_stats("idle0-echo"), echo_stats("idle10k-echo")
 if i0[3] and i10[3]:
     r = i10[0] / i0[0]
-    print(f"| echo 50 clients with 10,000 idle open / none | {r:.3f} ({i10[0]:.0f} vs {i0[0]:.0f} msg/s) | >= 0.95 | {verdict(r >= 0.95)} |")
+    print(f"| echo 50 clients with 10,000 idle open / none | {r:.3f} ({i10[0]:.0f} vs {i0[0]:.0f} msg/s; {i10[4] + i0[4]} errors) | >= 0.95 | {verdict(r >= 0.95 and i10[4] == 0)} |")
 for r in runs.get("precision", []):
     lat = r["lateness"]
     ok = r["early"] == 0 and lat["p99_us"] <= 10_000 and r["late_over_100ms"] == 0 and r["closed"] == r["connections"]
