@@ -36,14 +36,22 @@ fn filled(n: usize, t0: Instant) -> (TimeoutQueue<u64, Item>, Vec<Arc<Activity>>
     (queue, stamps)
 }
 
-/// Recording activity on a connection of a queue of n: what every read costs.
+/// Recording activity with n connections queued: what every read costs.
+/// `own`: a connection stamps its own Activity, as its thread does on each
+/// read (the stamp stays in that core's cache). `strided`: a different
+/// connection each time, so each stamp is a cache miss once n outgrows the
+/// caches — memory latency, not queue work, which is why it rises with n.
 fn touch(c: &mut Criterion) {
     let mut group = c.benchmark_group("touch");
     for n in SIZES {
         let t0 = Instant::now();
         let (_queue, stamps) = filled(n, t0);
+        let own = stamps[n / 2].clone();
+        group.bench_with_input(BenchmarkId::new("own", n), &n, |b, _| {
+            b.iter(|| own.touch(black_box(t0 + Duration::from_secs(1))))
+        });
         let mut i = 0;
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+        group.bench_with_input(BenchmarkId::new("strided", n), &n, |b, _| {
             b.iter(|| {
                 i = (i + 7919) % stamps.len();
                 stamps[i].touch(black_box(t0 + Duration::from_secs(1)));
@@ -91,20 +99,24 @@ fn expire(c: &mut Criterion) {
     group.finish();
 }
 
-/// A connection ending: `remove` from the middle of a queue of n.
+/// A connection ending: `remove` from the middle of a queue of n, then
+/// `insert` at the back to keep n. Keys n/2, n/2+1, ... are taken in turn,
+/// so each removal is at position n/2 (IndexMap's shift_remove is O(n)).
 fn remove(c: &mut Criterion) {
     let mut group = c.benchmark_group("remove_middle");
     group.sample_size(20);
     for n in SIZES {
         let t0 = Instant::now();
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            let (mut queue, stamps) = filled(n, t0);
-            let key = (n / 2) as u64;
+            let (mut queue, _stamps) = filled(n, t0);
+            let half = (n / 2) as u64;
+            let mut k = 0;
             b.iter(|| {
+                let key = half + k % half;
+                k += 1;
                 let item = queue.remove(&key).expect("present");
                 queue.insert(key, item, t0);
             });
-            drop(stamps);
         });
     }
     group.finish();
