@@ -28,8 +28,12 @@ check-os:
 	rustup target add $(OS_TARGETS)
 	for target in $(OS_TARGETS); do $(CARGO) check --lib --bins --target $$target || exit 1; done
 
+# Criterion micro-benchmarks of the timeout queue, then the server runs of
+# scripts/bench.sh (Linux; a few minutes) and their table. Numbers and the
+# machine they came from: docs/benchmarks.md.
 bench:
-	$(CARGO) bench
+	$(CARGO) bench --bench timeout_queue
+	scripts/bench.sh
 
 # The full-size hardening runs of issue 6 (docs/hardening.md): 20,000
 # connection attempts against 1,000 slots and a 100 MB line, in release.

@@ -22,6 +22,10 @@ use std::time::Instant;
 /// bytes, so a connection's buffers stay this size however long its lines.
 pub const READ_CHUNK: usize = 4096;
 
+/// How much longer than its input a reply can be: `LineHandler::feed` may
+/// add the few held bytes of a line start that could have been `HeartBeat\r`.
+const REPLY_SLACK: usize = 16;
+
 /// Why a connection ended, as logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -108,7 +112,10 @@ impl Connection {
         let mut stream = &self.stream;
         let mut lines = LineHandler::default();
         let mut input = [0u8; READ_CHUNK];
-        let mut replies = Vec::with_capacity(READ_CHUNK + 16);
+        // Sized by what arrives, not allocated at READ_CHUNK up front: most
+        // connections only heartbeat, and a 4 KiB buffer each was a quarter
+        // of the server's memory per connection (docs/benchmarks.md).
+        let mut replies = Vec::new();
         loop {
             let n = match stream.read(&mut input) {
                 Ok(0) => break,
@@ -118,6 +125,7 @@ impl Connection {
             };
             self.activity.touch(Instant::now());
             replies.clear();
+            replies.reserve_exact(n + REPLY_SLACK);
             let answered = lines.feed(&input[..n], &mut replies);
             if answered > 0 {
                 heartbeats.fetch_add(u64::from(answered), Ordering::Relaxed);

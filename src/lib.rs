@@ -22,11 +22,15 @@
 //!   threads, and its errors.
 //! - [`sockopt`]: TCP keepalive and user timeout on every OS.
 //! - [`config`]: command-line values shared by the binaries.
+//! - [`fdlimit`]: raising the open-file limit for 10,000+ connections.
+//! - [`loadgen`]: the load generator behind `hb-bench`.
 
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod fdlimit;
 pub mod heartbeat;
+pub mod loadgen;
 pub mod protocol;
 pub mod reaper;
 pub mod replies;

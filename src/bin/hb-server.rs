@@ -75,6 +75,7 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
             format!("cannot install the signal handler: {e}"),
         )
     })?;
+    raise_fd_limit(config.max_connections);
     log_settings(&config);
     let server = Server::start(listener, config)
         .map_err(|e| (EXIT_RUNTIME, format!("cannot start: {e}")))?;
@@ -106,6 +107,24 @@ fn announce(local: SocketAddr) {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {local}");
     let _ = stdout.flush();
+}
+
+/// Each connection holds one descriptor, and a common default soft limit of
+/// 1,024 would refuse connections long before `--max-connections` (10,000 by
+/// default): accept would fail with EMFILE. So the soft limit goes up to the
+/// hard limit, and a limit still too low is said at start, not found later.
+fn raise_fd_limit(max_connections: usize) {
+    /// Descriptors besides connections: std streams, the listener, the
+    /// self-connection that wakes the acceptor at shutdown, log files.
+    const SPARE: u64 = 16;
+    match tcp_heartbeat::fdlimit::raise_nofile_limit() {
+        Ok(Some(limit)) if limit < max_connections as u64 + SPARE => log::warn!(
+            "open-file limit {limit} is below --max-connections {max_connections}: \
+             raise the hard limit (ulimit -Hn) to serve them all"
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+    }
 }
 
 fn log_settings(config: &ServerConfig) {

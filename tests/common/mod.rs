@@ -28,27 +28,6 @@ pub fn start_server(idle_timeout: Option<Duration>, max_connections: usize) -> S
     Server::start(listener, config).expect("start server")
 }
 
-/// Raises this test process's open-file soft limit to its hard limit, for
-/// tests that hold a thousand connections and both of their ends (a plain
-/// Debian shell starts with a soft limit of 1024).
-#[cfg(unix)]
-pub fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        assert_eq!(
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit),
-            0,
-            "getrlimit"
-        );
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0, "setrlimit");
-    }
-}
-
 /// A connection whose reads fail after [`PATIENCE`] instead of hanging.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect to server");

@@ -1,0 +1,126 @@
+//! Micro-benchmarks of the timeout queue (issue 5): recording activity and
+//! reaping, at 10, 1k, 10k and 100k entries. Recording activity is one
+//! atomic store whatever the queue holds, so its cost must be flat.
+//!
+//! `cargo bench --bench timeout_queue`
+
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tcp_heartbeat::timeout_queue::{Activity, TimeoutQueue, Tracked};
+
+const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A queue item as the server's: a connection's shared activity stamp.
+#[derive(Clone)]
+struct Item(Arc<Activity>);
+
+impl Tracked for Item {
+    fn last_activity(&self) -> Instant {
+        self.0.last()
+    }
+}
+
+/// A queue of `n` entries queued 1 µs apart from `t0`.
+fn filled(n: usize, t0: Instant) -> (TimeoutQueue<u64, Item>, Vec<Arc<Activity>>) {
+    let mut queue = TimeoutQueue::new(Some(TIMEOUT));
+    let mut stamps = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = t0 + Duration::from_micros(i as u64);
+        let activity = Arc::new(Activity::new(at));
+        queue.insert(i as u64, Item(activity.clone()), at);
+        stamps.push(activity);
+    }
+    (queue, stamps)
+}
+
+/// Recording activity with n connections queued: what every read costs.
+/// `own`: a connection stamps its own Activity, as its thread does on each
+/// read (the stamp stays in that core's cache). `strided`: a different
+/// connection each time, so each stamp is a cache miss once n outgrows the
+/// caches — memory latency, not queue work, which is why it rises with n.
+fn touch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("touch");
+    for n in SIZES {
+        let t0 = Instant::now();
+        let (_queue, stamps) = filled(n, t0);
+        let own = stamps[n / 2].clone();
+        group.bench_with_input(BenchmarkId::new("own", n), &n, |b, _| {
+            b.iter(|| own.touch(black_box(t0 + Duration::from_secs(1))))
+        });
+        let mut i = 0;
+        group.bench_with_input(BenchmarkId::new("strided", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 7919) % stamps.len();
+                stamps[i].touch(black_box(t0 + Duration::from_secs(1)));
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Reaping: one `expire` at the front's deadline with every entry idle
+/// (all n expire) and with every entry active since (all n re-queued):
+/// the two ends of what the reaper's batch does, per entry.
+fn expire(c: &mut Criterion) {
+    let mut group = c.benchmark_group("expire");
+    group.sample_size(20);
+    for n in SIZES {
+        group.throughput(criterion::Throughput::Elements(n as u64));
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_micros(n as u64) + TIMEOUT;
+        group.bench_with_input(BenchmarkId::new("all_idle", n), &n, |b, &n| {
+            b.iter_batched(
+                || filled(n, t0).0,
+                |mut queue| black_box(queue.expire(deadline)),
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("all_active", n), &n, |b, &n| {
+            b.iter_batched(
+                || {
+                    let (queue, stamps) = filled(n, t0);
+                    for s in &stamps {
+                        s.touch(t0 + Duration::from_secs(1));
+                    }
+                    queue
+                },
+                |mut queue| black_box(queue.expire(deadline)),
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("nothing_due", n), &n, |b, &n| {
+            let (mut queue, _stamps) = filled(n, t0);
+            b.iter(|| black_box(queue.expire(black_box(t0))))
+        });
+    }
+    group.finish();
+}
+
+/// A connection ending: `remove` from the middle of a queue of n, then
+/// `insert` at the back to keep n. Keys n/2, n/2+1, ... are taken in turn,
+/// so each removal is at position n/2 (IndexMap's shift_remove is O(n)).
+fn remove(c: &mut Criterion) {
+    let mut group = c.benchmark_group("remove_middle");
+    group.sample_size(20);
+    for n in SIZES {
+        let t0 = Instant::now();
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            let (mut queue, _stamps) = filled(n, t0);
+            let half = (n / 2) as u64;
+            let mut k = 0;
+            b.iter(|| {
+                let key = half + k % half;
+                k += 1;
+                let item = queue.remove(&key).expect("present");
+                queue.insert(key, item, t0);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, touch, expire, remove);
+criterion_main!(benches);
