@@ -2,12 +2,18 @@
 //! alive with heartbeats, and gives up on a server that stops answering.
 //!
 //! Threads: `hb-stdin` reads stdin into a channel, `hb-socket-reader` reads
-//! the socket into another, and the caller's thread is the coordinator: one
-//! `select!` over stdin, the socket, the heartbeat timer and the signal
-//! channel. The coordinator is the only one who writes to the socket or to
-//! stdout, so neither needs a lock, and nothing it waits for can hide a dead
-//! server: a blocking read lives in its own thread. The socket is held once,
-//! as `Arc<TcpStream>` shared with the reader (no `try_clone`).
+//! the socket into another, `hb-socket-writer` writes what it is handed to
+//! the socket, and the caller's thread is the coordinator: one `select!` over
+//! stdin, the socket, the writer's progress, the heartbeat timer and the
+//! signal channel. The coordinator alone writes stdout and decides what goes
+//! to the socket, in what order; nothing it waits for can hide a dead server,
+//! as every blocking socket call lives in its own thread. The socket is held
+//! once, as `Arc<TcpStream>` shared with the reader and the writer (no
+//! `try_clone`).
+//!
+//! Memory is bounded whatever the server sends: every queue is bounded (see
+//! [`spawn_socket_reader`] for why that cannot deadlock), so a server that
+//! sends faster than stdout takes it is held back by TCP flow control.
 //!
 //! When stdin ends, what remains is sent, the sending side is shut, and
 //! replies are shown until the server closes. The heartbeat timer keeps
@@ -33,6 +39,15 @@ const CHUNK: usize = 4096;
 /// Stdin pieces queued for the coordinator. Small, so a fast stdin waits for
 /// a slow server instead of filling memory.
 const STDIN_QUEUE: usize = 16;
+
+/// Socket reads (of at most [`CHUNK`] bytes) queued for the coordinator:
+/// 64 KiB, the most the client holds of a server that sends faster than
+/// stdout takes it.
+const SOCKET_QUEUE: usize = 16;
+
+/// Pieces handed to the socket writer and not yet written; the coordinator
+/// takes no more stdin until the writer catches up.
+const WRITE_QUEUE: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ClientConfig {
@@ -122,21 +137,36 @@ pub fn run(
     let socket = Arc::new(stream);
     let input = spawn_stdin_reader(stdin)?;
     let (socket_events, reader) = spawn_socket_reader(Arc::clone(&socket))?;
+    let (outgoing, written, writer) = spawn_socket_writer(Arc::clone(&socket))?;
     let mut session = Session {
-        socket: Arc::clone(&socket),
+        outgoing,
+        unwritten: 0,
         stdout,
         policy: HeartbeatPolicy::new(config.heartbeat, Instant::now()),
         replies: ReplyMatcher::default(),
         mid_line: false,
-        sending: true,
+        stdin_open: true,
+        server_closed: false,
     };
-    let result = session.coordinate(input, socket_events, signals);
-    // Wakes the reader's blocking read so it can be joined.
+    let result = session.coordinate(input, socket_events, written, signals);
+    // The coordinator's channels are gone with it, so the reader's and the
+    // writer's next sends fail and they end; dropping `outgoing` ends the
+    // writer's wait for work, and the shutdown wakes a blocked read or write.
+    drop(session);
     let _ = socket.shutdown(Shutdown::Both);
-    if reader.join().is_err() {
-        log::error!("the socket reader panicked");
+    for (name, handle) in [("reader", reader), ("writer", writer)] {
+        if handle.join().is_err() {
+            log::error!("the socket {name} panicked");
+        }
     }
     result
+}
+
+/// What the coordinator hands the socket writer.
+enum Outgoing {
+    Data(Vec<u8>),
+    /// Stdin ended: shut the sending side, after everything before it.
+    ShutDown,
 }
 
 /// What the socket reader saw.
@@ -194,12 +224,17 @@ fn read_stdin(stdin: impl Read, tx: &Sender<StdinEvent>) {
 fn spawn_socket_reader(
     socket: Arc<TcpStream>,
 ) -> Result<(Receiver<SocketEvent>, JoinHandle<()>), ClientError> {
-    // Unbounded: the reader must keep draining the socket while the
-    // coordinator is blocked writing to it, or a server blocked writing its
-    // replies would stop reading and both would wait on each other. The
-    // server only sends replies to what the coordinator sent, so the backlog
-    // is bounded by what is in flight.
-    let (tx, rx) = channel::unbounded();
+    // Bounded, so a server that sends faster than stdout takes it (a flood,
+    // or stdout's reader not reading) fills the socket buffers and is held
+    // back by TCP instead of by the client's memory. This cannot deadlock:
+    // the reader waits only for the coordinator, and the coordinator waits
+    // only for stdout, never for the socket (writes are the writer thread's,
+    // and the coordinator just stops taking stdin while they lag). So a
+    // server blocked sending replies while it waits for the client to read
+    // is always drained as fast as stdout allows. An unbounded queue here
+    // once let a flood with stdout unread grow the client by the flood's
+    // size (tests/hardening/client.rs).
+    let (tx, rx) = channel::bounded(SOCKET_QUEUE);
     let handle = thread::Builder::new()
         .name("hb-socket-reader".into())
         .spawn(move || read_socket(&socket, &tx))
@@ -223,36 +258,84 @@ fn read_socket(socket: &TcpStream, tx: &Sender<SocketEvent>) {
     }
 }
 
+/// The result of each piece of work handed to the socket writer, in order.
+type WriteResults = Receiver<io::Result<()>>;
+
+/// Starts `hb-socket-writer`, joined by [`run`]. It writes each piece in
+/// order and reports each write's result; it ends after a failure, or when
+/// the coordinator drops its sender or its receiver.
+fn spawn_socket_writer(
+    socket: Arc<TcpStream>,
+) -> Result<(Sender<Outgoing>, WriteResults, JoinHandle<()>), ClientError> {
+    // Unbounded, but the coordinator keeps at most WRITE_QUEUE pieces (plus
+    // the heartbeats the policy allows) in it, counting the results.
+    let (work_tx, work_rx) = channel::unbounded();
+    let (done_tx, done_rx) = channel::unbounded();
+    let handle = thread::Builder::new()
+        .name("hb-socket-writer".into())
+        .spawn(move || {
+            for work in work_rx {
+                let result = match work {
+                    Outgoing::Data(bytes) => (&*socket).write_all(&bytes),
+                    Outgoing::ShutDown => socket.shutdown(Shutdown::Write),
+                };
+                let failed = result.is_err();
+                if done_tx.send(result).is_err() || failed {
+                    return;
+                }
+            }
+        })
+        .map_err(ClientError::Spawn)?;
+    Ok((work_tx, done_rx, handle))
+}
+
 /// The coordinator's state.
 struct Session<W> {
-    socket: Arc<TcpStream>,
+    /// Work for the socket writer, in the order it must reach the server.
+    outgoing: Sender<Outgoing>,
+    /// Work handed to the writer whose result has not come back.
+    unwritten: usize,
     stdout: W,
     policy: HeartbeatPolicy,
     replies: ReplyMatcher,
     /// The last stdin piece sent did not end its line: a heartbeat now would
     /// land inside the user's line, so none is sent until it ends.
     mid_line: bool,
-    /// False once stdin ended and the sending side is shut.
-    sending: bool,
+    /// False once stdin ended: nothing more is handed to the writer.
+    stdin_open: bool,
+    /// The server closed after stdin ended, while the writer was still
+    /// sending; the session finishes when the writer is done.
+    server_closed: bool,
 }
 
 impl<W: Write> Session<W> {
     fn coordinate(
         &mut self,
         mut input: Receiver<StdinEvent>,
-        socket_events: Receiver<SocketEvent>,
+        mut socket_events: Receiver<SocketEvent>,
+        written: WriteResults,
         mut signals: Receiver<()>,
     ) -> Result<Outcome, ClientError> {
+        // Stands in for stdin while the writer lags.
+        let paused = channel::never();
         loop {
+            if self.server_closed && self.unwritten == 0 {
+                return Ok(Outcome::Finished);
+            }
             let timer = match self.policy.next_deadline() {
                 Some(deadline) => {
                     channel::after(deadline.saturating_duration_since(Instant::now()))
                 }
                 None => channel::never(),
             };
+            let stdin = if self.unwritten < WRITE_QUEUE {
+                &input
+            } else {
+                &paused
+            };
             channel::select! {
-                recv(input) -> event => match event {
-                    Ok(StdinEvent::Data(piece)) => self.send_user(&piece)?,
+                recv(stdin) -> event => match event {
+                    Ok(StdinEvent::Data(piece)) => self.send_user(piece)?,
                     Ok(StdinEvent::Failed(e)) => return Err(ClientError::Input(e)),
                     Ok(StdinEvent::Ended) | Err(_) => {
                         self.stop_sending()?;
@@ -261,9 +344,17 @@ impl<W: Write> Session<W> {
                 },
                 recv(socket_events) -> event => match event {
                     Ok(SocketEvent::Data(bytes)) => self.show(&bytes)?,
-                    Ok(SocketEvent::Closed) => return self.closed(),
+                    Ok(SocketEvent::Closed) => {
+                        self.closed()?;
+                        socket_events = channel::never();
+                    }
                     Ok(SocketEvent::Failed(e)) => return Err(ClientError::ConnectionLost(e)),
                     Err(_) => return Err(ClientError::ConnectionLost(io::Error::other("the socket reader stopped"))),
+                },
+                recv(written) -> result => match result {
+                    Ok(Ok(())) => self.unwritten -= 1,
+                    Ok(Err(e)) => return Err(self.write_failed(e)),
+                    Err(_) => return Err(ClientError::ConnectionLost(io::Error::other("the socket writer stopped"))),
                 },
                 recv(timer) -> _ => self.on_timer()?,
                 recv(signals) -> signal => match signal {
@@ -278,22 +369,20 @@ impl<W: Write> Session<W> {
         }
     }
 
-    fn send_user(&mut self, piece: &[u8]) -> Result<(), ClientError> {
+    fn send_user(&mut self, piece: Vec<u8>) -> Result<(), ClientError> {
         if !self.mid_line {
             self.replies.sent(Request::Line);
         }
         self.mid_line = !piece.ends_with(b"\n");
-        self.write(piece)
+        self.hand_over(Outgoing::Data(piece))
     }
 
-    /// Stdin ended: everything read has been sent, so shut the sending side;
-    /// the server answers what it has and closes.
+    /// Stdin ended: once everything read has been sent, the writer shuts
+    /// the sending side; the server answers what it has and closes.
     fn stop_sending(&mut self) -> Result<(), ClientError> {
         log::info!("stdin ended; waiting for the remaining replies");
-        self.sending = false;
-        self.socket
-            .shutdown(Shutdown::Write)
-            .map_err(ClientError::ConnectionLost)
+        self.stdin_open = false;
+        self.hand_over(Outgoing::ShutDown)
     }
 
     fn show(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
@@ -306,23 +395,27 @@ impl<W: Write> Session<W> {
         self.print(&out)
     }
 
-    fn closed(&mut self) -> Result<Outcome, ClientError> {
+    /// The server closed: an error while stdin is open; otherwise the
+    /// session finishes once the writer has sent everything (or fails if it
+    /// cannot).
+    fn closed(&mut self) -> Result<(), ClientError> {
         let mut out = Vec::new();
         self.replies.finish(&mut out);
         self.print(&out)?;
-        if self.sending {
+        if self.stdin_open {
             return Err(ClientError::ServerClosed);
         }
         log::info!("server closed the connection after the last reply");
-        Ok(Outcome::Finished)
+        self.server_closed = true;
+        Ok(())
     }
 
     fn on_timer(&mut self) -> Result<(), ClientError> {
         match self.policy.on_deadline(Instant::now()) {
-            Some(Action::SendHeartbeat(n)) if self.sending && !self.mid_line => {
+            Some(Action::SendHeartbeat(n)) if self.stdin_open && !self.mid_line => {
                 log::info!("heartbeat sent #{n}");
                 self.replies.sent(Request::Heartbeat);
-                self.write(&[HEARTBEAT, b"\n"].concat())
+                self.hand_over(Outgoing::Data([HEARTBEAT, b"\n"].concat()))
             }
             Some(Action::SendHeartbeat(n)) => {
                 log::debug!("heartbeat #{n} due but not sent: cannot send now");
@@ -333,13 +426,17 @@ impl<W: Write> Session<W> {
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        match (&*self.socket).write_all(bytes) {
-            Ok(()) => Ok(()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                Err(self.unresponsive())
-            }
-            Err(e) => Err(ClientError::ConnectionLost(e)),
+    fn hand_over(&mut self, work: Outgoing) -> Result<(), ClientError> {
+        self.unwritten += 1;
+        self.outgoing
+            .send(work)
+            .map_err(|_| ClientError::ConnectionLost(io::Error::other("the socket writer stopped")))
+    }
+
+    fn write_failed(&self, e: io::Error) -> ClientError {
+        match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => self.unresponsive(),
+            _ => ClientError::ConnectionLost(e),
         }
     }
 

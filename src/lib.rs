@@ -18,8 +18,8 @@
 //!   `now` as an argument.
 //! - [`replies`]: matching the server's replies to the client's requests, so
 //!   a heartbeat's `OK` is hidden; no I/O.
-//! - [`client`]: the client's coordinator, its stdin and socket reader
-//!   threads, and its errors.
+//! - [`client`]: the client's coordinator, its stdin reader and socket
+//!   reader and writer threads, and its errors.
 //! - [`sockopt`]: TCP keepalive and user timeout on every OS.
 //! - [`config`]: command-line values shared by the binaries.
 //! - [`fdlimit`]: raising the open-file limit for 10,000+ connections.

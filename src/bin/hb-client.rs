@@ -15,7 +15,8 @@
 //!   reply (or stdout was closed by its reader).
 //! - 1: the server closed the connection while stdin was still open; the
 //!   connection was refused or lost (including TCP keepalive and user-timeout
-//!   errors); stdin or stdout failed.
+//!   errors), or the address is unusable (resolved only when connecting);
+//!   stdin or stdout failed.
 //! - 2: bad flags.
 //! - 3: the server is unresponsive: `--heartbeat-retries` heartbeats went
 //!   unanswered, or it accepted no data for the whole give-up time.

@@ -1,33 +1,50 @@
 //! Configuration errors: every bad flag, value or address is one clear line
-//! on stderr and exit code 2, never a panic or a backtrace.
+//! on stderr and exit code 2, never a panic or a backtrace; for hb-client
+//! too, whose unusable address is a connect error (exit 1).
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
 fn run_server(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hb-server"))
+    run(env!("CARGO_BIN_EXE_hb-server"), args, env)
+}
+
+fn run(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(binary)
         .args(args)
         .envs(env.iter().copied())
         // A panic would print a backtrace with this set; none may happen.
         .env("RUST_BACKTRACE", "1")
         .output()
-        .expect("run hb-server")
+        .expect("run the binary")
 }
 
 /// Checks that `args` (with `env`) exits 2 with one line on stderr that
 /// starts `hb-server: ` and contains `needle`.
 fn assert_usage_error(args: &[&str], env: &[(&str, &str)], needle: &str) {
     let output = run_server(args, env);
+    assert_one_line_error(
+        &output,
+        "hb-server",
+        2,
+        &format!("{args:?} {env:?}"),
+        needle,
+    );
+}
+
+/// Checks that `output` is exit `code` with nothing on stdout and one line
+/// on stderr that starts `program: ` and contains `needle`.
+fn assert_one_line_error(output: &Output, program: &str, code: i32, what: &str, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let context = format!("hb-server {args:?} {env:?} printed {stderr:?}");
-    assert_eq!(output.status.code(), Some(2), "{context}");
+    let context = format!("{program} {what} printed {stderr:?}");
+    assert_eq!(output.status.code(), Some(code), "{context}");
     assert!(
         output.stdout.is_empty(),
         "{context}; stdout {:?}",
         output.stdout
     );
     assert_eq!(stderr.lines().count(), 1, "not one line: {context}");
-    assert!(stderr.starts_with("hb-server: "), "{context}");
+    assert!(stderr.starts_with(&format!("{program}: ")), "{context}");
     assert!(stderr.contains(needle), "no {needle:?}: {context}");
     assert!(
         !stderr.contains("panicked") && !stderr.contains("backtrace"),
@@ -98,6 +115,56 @@ fn help_and_version_still_exit_0() {
         assert!(
             !output.stdout.is_empty(),
             "hb-server {flag} printed nothing"
+        );
+    }
+}
+
+#[test]
+fn client_bad_flags_are_usage_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--heartbeat-idle", "-3"], "must not be negative"),
+        (&["--heartbeat-idle", "100y"], "too long"),
+        (&["--heartbeat-idle", "soon"], "--heartbeat-idle"),
+        (&["--heartbeat-interval", "0"], "must be more than 0"),
+        (&["--heartbeat-retries", "0"], "--heartbeat-retries"),
+        (&["--heartbeat-retries", "-1"], "--heartbeat-retries"),
+        (&["--heartbeat-retries", "1001"], "--heartbeat-retries"),
+        (&["--keepalive-count", "0"], "--keepalive-count"),
+        (&["--no-such-flag"], "--no-such-flag"),
+    ];
+    for (args, needle) in cases {
+        // Nothing listens on port 1: a flag accepted by mistake would show
+        // as a connect error (exit 1) instead of exit 2.
+        let mut all = vec!["--connect", "127.0.0.1:1"];
+        all.extend_from_slice(args);
+        let output = run(env!("CARGO_BIN_EXE_hb-client"), &all, &[]);
+        assert_one_line_error(&output, "hb-client", 2, &format!("{args:?}"), needle);
+    }
+}
+
+/// The client resolves its address only when it connects, so an address it
+/// cannot use is a connect error, exit 1, like an unknown host or a refusal.
+#[test]
+fn client_bad_addresses_are_one_line_connect_errors() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "nonsense",
+            "cannot connect to nonsense: invalid socket address",
+        ),
+        ("", "cannot connect to : invalid socket address"),
+        (
+            "127.0.0.1:99999",
+            "cannot connect to 127.0.0.1:99999: invalid port value",
+        ),
+    ];
+    for (addr, needle) in cases {
+        let output = run(env!("CARGO_BIN_EXE_hb-client"), &["--connect", addr], &[]);
+        assert_one_line_error(
+            &output,
+            "hb-client",
+            1,
+            &format!("--connect {addr:?}"),
+            needle,
         );
     }
 }

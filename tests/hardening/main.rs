@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod client;
 mod config_errors;
 mod exhaustion;
 mod flood;
