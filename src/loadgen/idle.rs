@@ -376,10 +376,14 @@ async fn hold(mut stream: TcpStream, schedule: Schedule, closed: Arc<AtomicU64>)
                 if wake >= schedule.end {
                     break End::Held { _stream: stream };
                 }
+                // Stamped before the write: the server may read and stamp the
+                // heartbeat before write_all returns here, and a stamp taken
+                // after it made closes look early by those microseconds.
+                let sending_at = Instant::now();
                 if let Err(e) = stream.write_all(HEARTBEAT).await {
                     break End::Failed(e);
                 }
-                last_send = Instant::now();
+                last_send = sending_at;
                 heartbeats += 1;
                 next = next.and_then(|due| schedule.after(due));
             }
