@@ -77,19 +77,32 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(args: &[&str]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hb-server"))
-            .args(["--listen", "127.0.0.1:0"])
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_hb-server")),
+            "127.0.0.1:0",
+            args,
+        )
+    }
+
+    /// Starts `command` as hb-server listening on `listen`, and reads the
+    /// address it bound. `command` is the binary itself or a wrapper that
+    /// ends with it (`prlimit ... --`, `ip netns exec NS`).
+    pub fn spawn(mut command: Command, listen: &str, args: &[&str]) -> ServerProcess {
+        let mut child = command
+            .args(["--listen", listen])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hb-server");
-        let stdout = child.stdout.take().unwrap();
-        let log = lines_of(child.stderr.take().unwrap());
-        let first = lines_of(stdout)
+        let log = lines_of(child.stderr.take().expect("stderr piped"));
+        let first = lines_of(child.stdout.take().expect("stdout piped"))
             .recv_timeout(PATIENCE)
-            .expect("hb-server did not print its address");
+            .unwrap_or_else(|_| {
+                let log: Vec<String> = log.try_iter().collect();
+                panic!("hb-server did not print its address; stderr: {log:?}")
+            });
         let addr = first
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())

@@ -23,7 +23,7 @@
 //! with a message on stderr saying why; under CI (`CI` set) it fails instead,
 //! since CI is expected to have both.
 
-use super::{PATIENCE, ServerProcess, lines_of};
+use super::{PATIENCE, ServerProcess};
 use std::fs::File;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -163,24 +163,8 @@ impl Lab {
 
     /// hb-server in the server's namespace, listening on [`SERVER_IP`].
     pub fn start_server(&self, args: &[&str]) -> ServerProcess {
-        let mut child = self
-            .command(Side::Server, env!("CARGO_BIN_EXE_hb-server"))
-            .args(["--listen", &format!("{SERVER_IP}:0")])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn hb-server in its namespace");
-        let log = lines_of(child.stderr.take().unwrap());
-        let first = lines_of(child.stdout.take().unwrap())
-            .recv_timeout(PATIENCE)
-            .expect("hb-server did not print its address");
-        let addr = first
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));
-        ServerProcess { child, addr, log }
+        let command = self.command(Side::Server, env!("CARGO_BIN_EXE_hb-server"));
+        ServerProcess::spawn(command, &format!("{SERVER_IP}:0"), args)
     }
 
     /// A connection from the client's namespace. The socket is made by a

@@ -3,7 +3,7 @@
 //! neither crash nor spin, must say so once, and must recover by itself.
 
 use crate::common::*;
-use crate::support::{cpu_time, fds_below, start_server_via};
+use crate::support::{cpu_time, fds_below};
 use std::net::TcpStream;
 use std::process::Command;
 use std::thread;
@@ -32,7 +32,7 @@ fn out_of_descriptors_the_server_backs_off_logs_once_and_recovers() {
         "--",
         env!("CARGO_BIN_EXE_hb-server"),
     ]);
-    let mut server = start_server_via(prlimit, &["-q"]);
+    let mut server = ServerProcess::spawn(prlimit, "127.0.0.1:0", &["-q"]);
     let pid = server.pid();
     let spare = NOFILE - fds_below(pid, NOFILE);
     // Fill every spare descriptor with a served connection.
@@ -175,7 +175,7 @@ fn when_no_thread_can_be_started_the_connection_gets_server_busy() {
         .arg(&binary)
         .uid(uid)
         .gid(uid);
-    let server = start_server_via(command, &["-q"]);
+    let server = ServerProcess::spawn(command, "127.0.0.1:0", &["-q"]);
     let pid = server.pid();
     assert_eq!(
         proc_status(pid, "Threads"),

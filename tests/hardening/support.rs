@@ -1,12 +1,10 @@
 //! What several hardening tests need beyond tests/common: the wire model to
-//! compare replies against, a reproducible byte generator, a server process
-//! started through a wrapper (prlimit) or as another user, and CPU time and
-//! latency figures from /proc.
+//! compare replies against, a reproducible byte generator, and CPU time and
+//! latency figures from /proc. (A server started through a wrapper such as
+//! prlimit is tests/common's `ServerProcess::spawn`.)
 
-use crate::common::{PATIENCE, ServerProcess, lines_of};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -70,31 +68,6 @@ pub fn exchange(stream: TcpStream, chunks: Vec<Vec<u8>>) -> Vec<u8> {
         .expect("read replies to EOF");
     sender.join().expect("sender panicked");
     received
-}
-
-/// Starts `hb-server` on 127.0.0.1:0 as `command` would run it: `command`
-/// is a wrapper such as `prlimit --nofile=64:64 --` (the server binary and
-/// its arguments are appended), or the binary itself.
-pub fn start_server_via(mut command: Command, args: &[&str]) -> ServerProcess {
-    let mut child = command
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hb-server");
-    let log = lines_of(child.stderr.take().expect("stderr piped"));
-    let first = lines_of(child.stdout.take().expect("stdout piped")).recv_timeout(PATIENCE);
-    let first = first.unwrap_or_else(|_| {
-        let log: Vec<String> = log.try_iter().collect();
-        panic!("hb-server did not print its address; stderr: {log:?}")
-    });
-    let addr = first
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));
-    ServerProcess { child, addr, log }
 }
 
 /// CPU time (user + system) the process has used, from /proc/<pid>/stat.
