@@ -251,3 +251,37 @@ fn a_port_in_use_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn ipv6_loopback_and_wildcard_addresses_serve_and_shut_down() {
+    // A machine without IPv6 cannot run the [::1] half; say so, loudly.
+    let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !v6 {
+        eprintln!("SKIPPED the [::1] case: this machine has no IPv6 loopback");
+    }
+    let listens: &[&str] = if v6 {
+        &["[::1]:0", "0.0.0.0:0", "[::]:0"]
+    } else {
+        &["0.0.0.0:0"]
+    };
+    for &listen in listens {
+        let command = std::process::Command::new(env!("CARGO_BIN_EXE_hb-server"));
+        let mut server = ServerProcess::spawn(command, listen, &["-q"]);
+        let mut target = server.addr;
+        if target.ip().is_unspecified() {
+            target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let mut c = connect(target);
+        round_trip(&mut c, b"addr\n", b"ADDR\n");
+        // Shutdown wakes the accept loop by connecting to the bound address,
+        // through loopback when it is a wildcard.
+        server.signal("TERM");
+        assert_eq!(
+            server.wait_exit(Duration::from_secs(2)).code(),
+            Some(0),
+            "{listen}"
+        );
+        assert_eq!(read_to_eof(&mut c), b"");
+    }
+}
