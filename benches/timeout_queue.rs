@@ -8,7 +8,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_ma
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tcp_heartbeat::timeout_queue::{Activity, TimeoutQueue, Tracked};
+use tcp_heartbeat::server::timeout_queue::{Activity, TimeoutQueue, Tracked};
 
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 const TIMEOUT: Duration = Duration::from_secs(60);

@@ -12,7 +12,7 @@ use clap::Parser;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
-use tcp_heartbeat::connection::READ_CHUNK;
+use tcp_heartbeat::server::connection::READ_CHUNK;
 use tcp_heartbeat::protocol::LineHandler;
 use tcp_heartbeat::server;
 

@@ -10,7 +10,7 @@
 use clap::Parser;
 use std::io;
 use std::net::SocketAddr;
-use tcp_heartbeat::connection::READ_CHUNK;
+use tcp_heartbeat::server::connection::READ_CHUNK;
 use tcp_heartbeat::protocol::LineHandler;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -25,15 +25,10 @@
 //! - [`fdlimit`]: raising the open-file limit for 10,000+ connections.
 //! - [`loadgen`]: the load generator behind `hb-bench`.
 
+
 pub mod client;
 pub mod config;
-pub mod connection;
 pub mod fdlimit;
-pub mod heartbeat;
-pub mod loadgen;
 pub mod protocol;
-pub mod reaper;
-pub mod replies;
 pub mod server;
 pub mod sockopt;
-pub mod timeout_queue;

@@ -5,13 +5,15 @@
 //! all), 2 on a bad flag, 3 when the run finished but found errors
 //! (mismatched replies, failed connects, connections closed early).
 
+mod loadgen;
+
 use clap::{Args, Parser, Subcommand};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 use tcp_heartbeat::config::parse_duration;
 use tcp_heartbeat::fdlimit;
-use tcp_heartbeat::loadgen::{Common, churn, echo, idle};
+use loadgen::{Common, churn, echo, idle};
 
 /// Load generator for tcp-heartbeat servers: echo throughput and latency,
 /// idle connections and their expiry, connection churn.

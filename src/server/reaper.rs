@@ -10,7 +10,7 @@
 //! the front changes to an earlier deadline, which happens only when an entry
 //! goes into an empty queue.
 
-use crate::timeout_queue::{TimeoutQueue, Tracked};
+use super::timeout_queue::{TimeoutQueue, Tracked};
 use parking_lot::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -107,7 +107,7 @@ impl<T: Tracked> Registry<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeout_queue::Activity;
+    use crate::server::timeout_queue::Activity;
     use crossbeam::channel;
     use std::sync::Arc;
     use std::thread;

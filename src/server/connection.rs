@@ -9,8 +9,8 @@
 //! read or write.
 
 use crate::protocol::LineHandler;
-use crate::reaper::ConnId;
-use crate::timeout_queue::{Activity, Tracked};
+use super::reaper::ConnId;
+use super::timeout_queue::{Activity, Tracked};
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

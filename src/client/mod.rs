@@ -20,9 +20,12 @@
 //! running (sending nothing, as nothing more may be sent), so a server that
 //! never closes is still given up on at the same time.
 
-use crate::heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
+pub mod heartbeat;
+pub mod replies;
+
+use heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
 use crate::protocol::HEARTBEAT;
-use crate::replies::{ReplyMatcher, Request};
+use replies::{ReplyMatcher, Request};
 use crate::sockopt::{self, SocketOptions};
 use crossbeam::channel::{self, Receiver, Sender};
 use std::fmt;

@@ -9,8 +9,12 @@
 //! finishes the reply it is writing and ends; after a grace period aborts any
 //! still blocked in a write; then waits for every thread.
 
-use crate::connection::{CloseReason, Connection};
-use crate::reaper::{ConnId, Registry};
+pub mod connection;
+pub mod reaper;
+pub mod timeout_queue;
+
+use connection::{CloseReason, Connection};
+use reaper::{ConnId, Registry};
 use crate::sockopt::{self, SocketOptions};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use socket2::{Domain, Protocol, Socket, Type};
