@@ -17,11 +17,12 @@ run-client:
 	$(CARGO) run --release --bin hb-client -- $(ARGS)
 
 test:
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 # Proves the library and binaries compile for Windows and macOS.
 check-os:

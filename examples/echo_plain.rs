@@ -12,9 +12,9 @@ use clap::Parser;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
-use tcp_heartbeat::server::connection::READ_CHUNK;
 use tcp_heartbeat::protocol::LineHandler;
 use tcp_heartbeat::server;
+use tcp_heartbeat::server::connection::READ_CHUNK;
 
 /// hb-server's connection stack size, for a like-for-like comparison.
 const STACK_SIZE: usize = 64 * 1024;

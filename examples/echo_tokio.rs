@@ -10,8 +10,8 @@
 use clap::Parser;
 use std::io;
 use std::net::SocketAddr;
-use tcp_heartbeat::server::connection::READ_CHUNK;
 use tcp_heartbeat::protocol::LineHandler;
+use tcp_heartbeat::server::connection::READ_CHUNK;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -6,25 +6,19 @@
 //! connection alive with heartbeats and gives up on a server that stops
 //! answering. The wire protocol is in `docs/protocol.md`.
 //!
-//! Map of the modules:
-//! - [`protocol`]: the line handling of the wire protocol, no I/O.
-//! - [`timeout_queue`]: the FIFO of connections by last activity, pure data
-//!   that takes `now` as an argument.
-//! - [`reaper`]: the registry of live connections and the thread that closes
-//!   expired ones.
-//! - [`connection`]: one client's read/echo loop on the server.
-//! - [`server`]: the accept loop, the connection limit and shutdown.
-//! - [`heartbeat`]: the client's heartbeat policy, pure state that takes
-//!   `now` as an argument.
-//! - [`replies`]: matching the server's replies to the client's requests, so
-//!   a heartbeat's `OK` is hidden; no I/O.
-//! - [`client`]: the client's coordinator, its stdin reader and socket
-//!   reader and writer threads, and its errors.
-//! - [`sockopt`]: TCP keepalive and user timeout on every OS.
-//! - [`config`]: command-line values shared by the binaries.
-//! - [`fdlimit`]: raising the open-file limit for 10,000+ connections.
-//! - [`loadgen`]: the load generator behind `hb-bench`.
-
+//! Map of the parts:
+//! - [`server`]: the accept loop and shutdown, one thread per connection,
+//!   the timeout queue and the reaper that closes idle connections.
+//! - [`client`]: the client's coordinator and its threads, the heartbeat
+//!   policy and the matching of replies to requests.
+//! - What both share: [`protocol`] (the wire protocol's line handling, no
+//!   I/O), [`sockopt`] (TCP keepalive and user timeout on every OS),
+//!   [`config`] (command-line values both binaries parse) and [`fdlimit`]
+//!   (raising the open-file limit for 10,000+ connections).
+//!
+//! The load generator behind `hb-bench` is not part of the library: it lives
+//! with its binary (`src/bin/hb-bench/`) behind the default `bench` feature,
+//! so the library and the daemons do not depend on tokio.
 
 pub mod client;
 pub mod config;

@@ -30,9 +30,9 @@ use crossbeam::channel;
 use std::io::ErrorKind;
 use std::process::ExitCode;
 use std::time::Duration;
+use tcp_heartbeat::client::heartbeat::HeartbeatSettings;
 use tcp_heartbeat::client::{self, ClientConfig, ClientError, Outcome};
 use tcp_heartbeat::config::{self, KeepaliveArgs};
-use tcp_heartbeat::client::heartbeat::HeartbeatSettings;
 
 /// TCP heartbeat client: sends stdin lines to the server, prints its replies,
 /// and keeps the connection alive with heartbeats.

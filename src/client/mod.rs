@@ -12,22 +12,29 @@
 //! `try_clone`).
 //!
 //! Memory is bounded whatever the server sends: every queue is bounded (see
-//! [`spawn_socket_reader`] for why that cannot deadlock), so a server that
+//! `spawn_socket_reader` for why that cannot deadlock), so a server that
 //! sends faster than stdout takes it is held back by TCP flow control.
 //!
 //! When stdin ends, what remains is sent, the sending side is shut, and
 //! replies are shown until the server closes. The heartbeat timer keeps
 //! running (sending nothing, as nothing more may be sent), so a server that
 //! never closes is still given up on at the same time.
+//!
+//! Map of the client:
+//! - this module: the coordinator, its threads and its errors.
+//! - [`heartbeat`]: when to send a heartbeat and when to give up, pure state
+//!   that takes `now` as an argument.
+//! - [`replies`]: matching the server's replies to the client's requests, so
+//!   a heartbeat's `OK` is hidden; no I/O.
 
 pub mod heartbeat;
 pub mod replies;
 
-use heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
 use crate::protocol::HEARTBEAT;
-use replies::{ReplyMatcher, Request};
 use crate::sockopt::{self, SocketOptions};
 use crossbeam::channel::{self, Receiver, Sender};
+use heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
+use replies::{ReplyMatcher, Request};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};

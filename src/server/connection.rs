@@ -8,9 +8,9 @@
 //! and calling `shutdown` on the socket, which wakes the thread's blocking
 //! read or write.
 
-use crate::protocol::LineHandler;
 use super::reaper::ConnId;
 use super::timeout_queue::{Activity, Tracked};
+use crate::protocol::LineHandler;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

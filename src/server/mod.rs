@@ -2,21 +2,29 @@
 //! reaper thread, and shutdown.
 //!
 //! [`Server::start`] takes an already-bound listener (tests bind port 0) and
-//! returns a handle that serves until [`Server::shutdown`]. Threads: `hb-accept` (accept loop), `hb-reaper` (when an idle
-//! timeout is set) and one `hb-conn-<id>` per connection. Shutdown drops the
+//! returns a handle that serves until [`Server::shutdown`]. Threads:
+//! `hb-accept` (accept loop), `hb-reaper` (when an idle timeout is set) and one `hb-conn-<id>` per connection. Shutdown drops the
 //! acceptor's stop channel and wakes its blocking `accept` by connecting to
 //! the listener; closes the reading side of every connection so each thread
 //! finishes the reply it is writing and ends; after a grace period aborts any
 //! still blocked in a write; then waits for every thread.
+//!
+//! Map of the server:
+//! - this module: the accept loop, the connection limit and shutdown.
+//! - [`connection`]: one client's read/echo loop, in its own thread.
+//! - [`timeout_queue`]: the FIFO of connections by last activity, pure data
+//!   that takes `now` as an argument.
+//! - [`reaper`]: the registry of live connections and the thread that closes
+//!   expired ones.
 
 pub mod connection;
 pub mod reaper;
 pub mod timeout_queue;
 
-use connection::{CloseReason, Connection};
-use reaper::{ConnId, Registry};
 use crate::sockopt::{self, SocketOptions};
+use connection::{CloseReason, Connection};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use reaper::{ConnId, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -8,12 +8,12 @@
 mod loadgen;
 
 use clap::{Args, Parser, Subcommand};
+use loadgen::{Common, churn, echo, idle};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 use tcp_heartbeat::config::parse_duration;
 use tcp_heartbeat::fdlimit;
-use loadgen::{Common, churn, echo, idle};
 
 /// Load generator for tcp-heartbeat servers: echo throughput and latency,
 /// idle connections and their expiry, connection churn.

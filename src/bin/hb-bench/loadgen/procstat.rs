@@ -84,7 +84,7 @@ fn field(status: &str, name: &str) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {name} field")))
 }
 
-/// utime + stime of /proc/<pid>/stat (fields 14 and 15), in microseconds.
+/// utime + stime of `/proc/<pid>/stat` (fields 14 and 15), in microseconds.
 #[cfg(target_os = "linux")]
 fn cpu_micros(stat: &str) -> io::Result<u64> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/stat");
