@@ -4,7 +4,8 @@
 //! answered `OK`, its lines come back uppercased and unmerged, and the
 //! connection outlives the idle timeout; without it, its first heartbeat goes
 //! unanswered until the server closes the connection for idleness. A killed
-//! and a frozen seed client are noticed as in the line mode.
+//! and a frozen seed client are noticed as in the line mode. The mode's rule
+//! is also checked over plain TCP, with no compiler needed.
 //!
 //! The article's client spins a CPU in each of its two threads (non-blocking
 //! stdin, and a heartbeat thread that polls the clock), so the tests take
@@ -13,7 +14,7 @@
 mod common;
 
 use common::netns::{have, skip};
-use common::{PATIENCE, ServerProcess, chunks_of, signal, wait_exit};
+use common::{PATIENCE, ServerProcess, chunks_of, round_trip, signal, wait_exit};
 use crossbeam::channel::Receiver;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -336,5 +337,30 @@ fn compat_seed_notices_a_frozen_seed_client_at_the_idle_timeout() {
     assert!(
         after <= IDLE_TIMEOUT + LATE,
         "frozen client noticed after {after:?}"
+    );
+}
+
+#[test]
+fn compat_seed_over_tcp_answers_an_unterminated_heartbeat_read_ok_and_lines_as_lines() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hb-server"));
+    command.env("HB_COMPAT", "seed").arg("-v");
+    let server = ServerProcess::spawn(command, "127.0.0.1:0", &[]);
+    let mut stream = common::connect(server.addr);
+    stream.set_nodelay(true).expect("nodelay");
+    server.wait_log(" connected");
+    // Each reply is read to its last byte before the next request, so an
+    // `OK` followed by a line end would show in the next reply.
+    round_trip(&mut stream, b"hello\n", b"HELLO\n");
+    round_trip(&mut stream, b"HeartBeat", b"OK");
+    server.wait_log("heartbeat answered");
+    round_trip(&mut stream, b"two\n", b"TWO\n");
+    round_trip(&mut stream, b"HeartBeat\n", b"OK\n");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    assert_eq!(
+        common::read_to_eof(&mut stream),
+        b"",
+        "nothing after the last reply"
     );
 }
