@@ -409,8 +409,8 @@ impl<W: Write> Session<W> {
     }
 
     fn show(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.policy.on_received(Instant::now());
         let now = Instant::now();
+        self.policy.on_received(now);
         let mut out = Vec::with_capacity(bytes.len());
         let answers = self.replies.feed(bytes, &mut out);
         for _ in 0..answers.answered {
