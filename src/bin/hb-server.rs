@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 use tcp_heartbeat::config::{self, KeepaliveArgs};
+use tcp_heartbeat::server::compat::Compat;
 use tcp_heartbeat::server::{self, Server, ServerConfig};
 
 /// TCP heartbeat echo server: echoes lines uppercased, answers `HeartBeat`
@@ -36,6 +37,12 @@ struct Args {
     #[arg(long, env = "HB_MAX_CONNECTIONS", default_value_t = 10_000, value_name = "N",
           allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
+
+    /// Also accept another program's heartbeat framing: `seed`, the
+    /// article's C++ client (an unterminated `HeartBeat` in one read,
+    /// answered `OK` with no line end; docs/protocol.md)
+    #[arg(long, env = "HB_COMPAT", value_enum, default_value_t = Compat::None, value_name = "MODE")]
+    compat: Compat,
 
     #[command(flatten)]
     keepalive: KeepaliveArgs,
@@ -66,6 +73,7 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         max_connections: args.max_connections as usize,
         socket_options: args.keepalive.socket_options(),
+        compat: args.compat,
     };
     let listener = listen(&args.listen)
         .map_err(|e| (EXIT_USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
@@ -137,4 +145,9 @@ fn log_settings(config: &ServerConfig) {
         config.max_connections,
         config::describe(&config.socket_options)
     );
+    if config.compat == Compat::Seed {
+        log::info!(
+            "compat seed: a read of exactly `HeartBeat` at a line start is a heartbeat, answered `OK` with no line end"
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! and calling `shutdown` on the socket, which wakes the thread's blocking
 //! read or write.
 
+use super::compat::Compat;
 use super::reaper::ConnId;
 use super::timeout_queue::{Activity, Tracked};
 use crate::protocol::LineHandler;
@@ -108,7 +109,9 @@ impl Connection {
     /// Echoes lines until the peer stops sending, then sends the rest of the
     /// replies and closes the sending side. Returns the I/O error that ended
     /// it early, if any. Adds each answered heartbeat to `heartbeats`.
-    pub fn serve(&self, heartbeats: &AtomicU64) -> io::Result<()> {
+    /// `compat` sees each read's bytes as they came, for framings defined by
+    /// read boundaries.
+    pub fn serve(&self, heartbeats: &AtomicU64, compat: Compat) -> io::Result<()> {
         let mut stream = &self.stream;
         let mut lines = LineHandler::default();
         let mut input = [0u8; READ_CHUNK];
@@ -126,7 +129,7 @@ impl Connection {
             self.activity.touch(Instant::now());
             replies.clear();
             replies.reserve_exact(n + REPLY_SLACK);
-            let answered = lines.feed(&input[..n], &mut replies);
+            let answered = compat.feed(&mut lines, &input[..n], &mut replies);
             if answered > 0 {
                 heartbeats.fetch_add(u64::from(answered), Ordering::Relaxed);
                 log::debug!("conn {}: heartbeat answered", self.id);

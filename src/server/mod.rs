@@ -16,7 +16,10 @@
 //!   that takes `now` as an argument.
 //! - [`reaper`]: the registry of live connections and the thread that closes
 //!   expired ones.
+//! - [`compat`]: `--compat seed`, the article's unterminated heartbeat, read
+//!   by read, on top of the line protocol.
 
+pub mod compat;
 pub mod connection;
 pub mod reaper;
 pub mod timeout_queue;
@@ -57,6 +60,8 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     pub max_connections: usize,
     pub socket_options: SocketOptions,
+    /// Framings accepted besides lines (`--compat`).
+    pub compat: compat::Compat,
 }
 
 /// Counts over the server's lifetime, reported at exit.
@@ -339,7 +344,7 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
-    let served = conn.serve(&shared.heartbeats);
+    let served = conn.serve(&shared.heartbeats, shared.config.compat);
     match conn.close_reason(&served) {
         Ok(reason) => log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer),
         Err(error) => log::warn!("conn {} from {} closed: {error}", conn.id, conn.peer),
