@@ -298,9 +298,9 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
         refuse(stream, SERVER_FULL);
         return;
     }
-    if let Err(e) = prepare(&stream, &shared.config.socket_options) {
-        log::warn!("conn {id} from {peer}: socket options not set: {e}");
-    }
+    // What the OS refuses is skipped and warned about once per process.
+    sockopt::set_nodelay(&stream);
+    sockopt::apply(&stream, &shared.config.socket_options);
     let now = Instant::now();
     let conn = Arc::new(Connection::new(id, peer, stream, now));
     shared.open.fetch_add(1, Ordering::Relaxed);
@@ -326,11 +326,6 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
             conn.refuse(SERVER_BUSY);
         }
     }
-}
-
-fn prepare(stream: &TcpStream, options: &SocketOptions) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    sockopt::apply(stream, options)
 }
 
 /// Tells a refused client why, without blocking the accept loop on it.
