@@ -97,7 +97,7 @@ fn a_thousand_reaped_connections_leave_the_thread_count_at_its_baseline() {
     let baseline = settled_threads(pid);
     let started = Instant::now();
     let mut peak = baseline;
-    let conns: Vec<TcpStream> = (0..1000)
+    let mut conns: Vec<TcpStream> = (0..1000)
         .map(|_| {
             let mut c = connect(server.addr);
             // Answered, so this connection had its thread.
@@ -107,14 +107,17 @@ fn a_thousand_reaped_connections_leave_the_thread_count_at_its_baseline() {
         })
         .collect();
     let all_up = started.elapsed();
-    // The test holds every connection open: EOF can only be the reaper's.
-    for mut c in conns {
-        assert_eq!(read_to_eof(&mut c), b"");
+    // The test holds every connection open until the threads are counted:
+    // EOF can only be the reaper's, and only the reaper's wake-up can end a
+    // thread blocked reading a silent peer.
+    for c in &mut conns {
+        assert_eq!(read_to_eof(c), b"");
     }
     wait_for("the thread count to return to its baseline", || {
         proc_status(pid, "Threads") == baseline
     });
     let back = started.elapsed();
+    drop(conns);
     server.signal("INT");
     assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
     server.wait_log("1001 connections served, 1001 reaped for idleness");
