@@ -223,6 +223,10 @@ fn the_client_gives_up_on_a_frozen_server_within_its_bound() {
         "gave up early: {:?}",
         start.elapsed()
     );
-    assert!(client.has_logged("server unresponsive"), "{:?}", client.logged);
+    assert!(
+        client.has_logged("server unresponsive"),
+        "{:?}",
+        client.logged
+    );
     println!("frozen server: client exit 3 after {took:?} (bound {BOUND:?})");
 }

@@ -51,7 +51,7 @@ pub const EXIT_SIGNALLED: u8 = 130;
 ///
 /// On Windows the console's events stand in for signals: Ctrl-C and
 /// Ctrl-Break (through ctrlc), and the console closing and system shutdown
-/// (through [`console`]) all send the same message.
+/// (through `console.rs`) all send the same message.
 pub fn signal_channel() -> Result<channel::Receiver<()>, ctrlc::Error> {
     let (tx, rx) = channel::bounded(1);
     let signalled = Arc::new(AtomicBool::new(false));
