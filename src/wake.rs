@@ -21,7 +21,9 @@
 //!   pending I/O on the socket's handle, and `CancelIoEx(handle, NULL)`
 //!   cancels it from any thread: the call fails with ERROR_OPERATION_ABORTED
 //!   (995) at once. Under Wine this was measured; on real Windows it is what
-//!   the documentation of `CancelIoEx` promises, not yet run here.
+//!   the documentation of `CancelIoEx` promises, not yet run here. A call
+//!   that starts after the wake-up does not block either: after `shutdown`,
+//!   Windows disallows further receives (SD_RECEIVE) or sends (SD_SEND).
 //!
 //! No read timeouts or polling stand in for this: a blocked thread costs
 //! nothing until it is woken, and is woken at once.
