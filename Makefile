@@ -29,10 +29,9 @@ check-os:
 	rustup target add $(OS_TARGETS)
 	for target in $(OS_TARGETS); do $(CARGO) check --lib --bins --target $$target || exit 1; done
 
-# The Windows build under Wine: builds the .exe files with mingw-w64, runs
-# the process tests (tests/portable.rs, client.rs, server.rs) against them
-# and the library's unit tests as Windows code (scripts/test-windows.sh;
-# needs mingw-w64, wine64, wine).
+# The Windows build under Wine: builds the .exe files with mingw-w64 and
+# runs the process tests (tests/portable.rs, client.rs, server.rs) against
+# them (scripts/test-windows.sh; needs mingw-w64, wine64, wine).
 test-windows:
 	scripts/test-windows.sh
 

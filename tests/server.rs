@@ -171,6 +171,13 @@ fn threads_and_descriptors_return_to_baseline() {
     wait_for("the thread count to return to its baseline", || {
         proc_status(pid, "Threads") == threads
     });
+    if skipped_on_other_build(
+        "threads_and_descriptors_return_to_baseline (descriptors)",
+        "a Wine process holds descriptors of Wine's own too: in a fresh prefix the \
+         count stayed above the baseline taken at start",
+    ) {
+        return;
+    }
     wait_for("the descriptor count to return to its baseline", || {
         open_fds(pid) == fds
     });
