@@ -28,6 +28,8 @@ $CARGO build --release --target "$TARGET" --no-default-features --bins
 
 export WINEPREFIX="$PWD/target/wine-prefix" WINEARCH=win64 WINEDEBUG=-all
 if [ ! -f "$WINEPREFIX/system.reg" ]; then
+    # Its complaint about syswow64\rundll32.exe is the 32-bit Wine, which
+    # the 64-bit .exe files do not need.
     "$WINE64" wineboot --init
 fi
 # The Wine test shim: Wine 8 has no bcryptprimitives.dll, whose ProcessPrng

@@ -6,7 +6,8 @@
 //! `hb-accept` (accept loop), `hb-reaper` (when an idle timeout is set) and one `hb-conn-<id>` per connection. Shutdown drops the
 //! acceptor's stop channel and wakes its blocking `accept` by connecting to
 //! the listener; closes the reading side of every connection so each thread
-//! finishes the reply it is writing and ends; after a grace period aborts any
+//! finishes the reply it is writing and ends (on Windows a pending write is
+//! cancelled too: see [`crate::wake`]); after a grace period aborts any
 //! still blocked in a write; then waits for every thread.
 //!
 //! Map of the server:
