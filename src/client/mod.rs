@@ -35,6 +35,7 @@ pub mod round_trips;
 
 use crate::protocol::HEARTBEAT;
 use crate::sockopt::{self, SocketOptions};
+use crate::wake;
 use crossbeam::channel::{self, Receiver, Sender};
 use heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
 use replies::{ReplyMatcher, Request};
@@ -81,7 +82,7 @@ pub enum Outcome {
 /// Why a session failed.
 #[derive(Debug)]
 pub enum ClientError {
-    /// Connecting (or setting socket options) failed.
+    /// Connecting failed.
     Connect { addr: String, source: io::Error },
     /// The server closed the connection while stdin was still open.
     ServerClosed,
@@ -122,14 +123,16 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// Connects to `addr` and applies the configured socket options.
+/// Connects to `addr` and applies the configured socket options that the
+/// OS accepts.
 pub fn connect(addr: &str, config: &ClientConfig) -> Result<TcpStream, ClientError> {
     let failed = |source| ClientError::Connect {
         addr: addr.to_string(),
         source,
     };
     let stream = TcpStream::connect(addr).map_err(failed)?;
-    sockopt::apply(&stream, &config.socket_options).map_err(failed)?;
+    // Never fatal: what the OS refuses is skipped and warned about once.
+    sockopt::apply(&stream, &config.socket_options);
     Ok(stream)
 }
 
@@ -170,15 +173,24 @@ pub fn run(
     }
     // The coordinator's channels are gone with it, so the reader's and the
     // writer's next sends fail and they end; dropping `outgoing` ends the
-    // writer's wait for work, and the shutdown wakes a blocked read or write.
+    // writer's wait for work, and the wake-up ends a blocked read or write.
     drop(session);
-    let _ = socket.shutdown(Shutdown::Both);
-    for (name, handle) in [("reader", reader), ("writer", writer)] {
+    stop_socket_threads(&socket, [("reader", reader), ("writer", writer)]);
+    result
+}
+
+/// Wakes the socket reader and writer from whatever call they are blocked
+/// in, on every OS (see [`wake`]), and joins them. The client's one place
+/// that stops its socket threads.
+fn stop_socket_threads(socket: &TcpStream, threads: [(&str, JoinHandle<()>); 2]) {
+    // Fails only if the socket is already shut down or reset: nothing left
+    // to wake.
+    let _ = wake::shutdown_and_wake(socket, Shutdown::Both);
+    for (name, handle) in threads {
         if handle.join().is_err() {
             log::error!("the socket {name} panicked");
         }
     }
-    result
 }
 
 /// What the coordinator hands the socket writer.

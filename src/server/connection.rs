@@ -12,6 +12,7 @@ use super::compat::Compat;
 use super::reaper::ConnId;
 use super::timeout_queue::{Activity, Tracked};
 use crate::protocol::LineHandler;
+use crate::wake;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -77,15 +78,17 @@ impl Connection {
         }
     }
 
-    /// Closes the connection from outside its thread. `Shutdown::Read` lets
-    /// the thread finish the reply it is writing; `Both` aborts it too.
+    /// Closes the connection from outside its thread: the one way to, so the
+    /// thread is woken on every OS. `Shutdown::Read` lets the thread finish
+    /// the reply it is writing (on Unix; see [`wake::shutdown_and_wake`]);
+    /// `Both` aborts it too.
     pub fn close(&self, reason: CloseReason, how: Shutdown) {
         let _ =
             self.closed_by
                 .compare_exchange(0, reason.code(), Ordering::Relaxed, Ordering::Relaxed);
         // Fails only if the socket is already shut down or reset: nothing left
         // to wake.
-        let _ = self.stream.shutdown(how);
+        let _ = wake::shutdown_and_wake(&self.stream, how);
     }
 
     /// Sends `reason` to a connection that will not be served, and closes it.
