@@ -19,23 +19,34 @@
 //!   expired ones.
 //! - [`compat`]: `--compat seed`, the article's unterminated heartbeat, read
 //!   by read, on top of the line protocol.
+//! - [`metrics`]: the Prometheus metrics, and how the connections' own
+//!   counts are folded into them; [`metrics_http`]: the `hb-metrics` thread
+//!   that serves them at `GET /metrics` ([`Server::serve_metrics`]).
+//! - [`conn_log`]: the rate limit of per-connection log lines, and the
+//!   `hb-log` thread that reports what it left out.
 
 pub mod compat;
+pub mod conn_log;
 pub mod connection;
+pub mod metrics;
+pub mod metrics_http;
 pub mod reaper;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
+use conn_log::{ConnLog, Event, Reporter};
 use connection::{CloseReason, Connection};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use metrics::{Metrics, RefuseReason, Settings};
 use reaper::{ConnId, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use timeout_queue::Tracked;
 
 /// Stack size of a connection thread. A connection's loop needs its 4 KiB
 /// read buffer and shallow calls; only touched pages count towards RSS, but a
@@ -90,9 +101,9 @@ struct Shared {
     /// Incremented only by the acceptor (so check-then-admit is race free),
     /// decremented by each connection thread as it ends.
     open: AtomicUsize,
-    served: AtomicU64,
-    reaped: AtomicU64,
-    heartbeats: AtomicU64,
+    /// Every count of the server, also for the exit summary.
+    metrics: Metrics,
+    conn_log: ConnLog,
 }
 
 /// A running server. Dropping it shuts it down too.
@@ -103,6 +114,10 @@ pub struct Server {
     stop_accepting: Option<Sender<()>>,
     acceptor: Option<JoinHandle<()>>,
     reaper: Option<JoinHandle<()>>,
+    /// Writes the log's count of left-out per-connection lines.
+    log_reporter: Option<Reporter>,
+    /// The `/metrics` endpoint's thread, its stop channel and address.
+    metrics_endpoint: Option<MetricsEndpoint>,
     /// Disconnects when every connection thread has ended: each holds a
     /// clone of the sender, which only the acceptor hands out.
     threads_done: Receiver<()>,
@@ -129,13 +144,16 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 impl Server {
     pub fn start(listener: TcpListener, config: ServerConfig) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
+        let (conn_log, log_reporter) = ConnLog::start()?;
         let shared = Arc::new(Shared {
             registry: Registry::new(config.idle_timeout),
+            metrics: Metrics::new(Settings {
+                idle_timeout: config.idle_timeout,
+                max_connections: config.max_connections,
+            }),
             config,
             open: AtomicUsize::new(0),
-            served: AtomicU64::new(0),
-            reaped: AtomicU64::new(0),
-            heartbeats: AtomicU64::new(0),
+            conn_log,
         });
         let reaper = match shared.config.idle_timeout {
             Some(_) => Some(spawn_reaper(shared.clone())?),
@@ -153,6 +171,8 @@ impl Server {
             stop_accepting: Some(stop_tx),
             acceptor: None,
             reaper,
+            log_reporter,
+            metrics_endpoint: None,
             threads_done: done_rx,
         };
         server.acceptor = Some(acceptor?);
@@ -161,6 +181,28 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Serves the metrics at `GET /metrics` on `listener`, from a thread of
+    /// its own (`hb-metrics`), until shutdown. Returns the bound address.
+    pub fn serve_metrics(&mut self, listener: TcpListener) -> io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = channel::bounded::<()>(0);
+        let shared = self.shared.clone();
+        let thread = thread::Builder::new()
+            .name("hb-metrics".into())
+            .spawn(move || metrics_http::serve(&listener, &stop_rx, || shared.scrape()))?;
+        self.metrics_endpoint = Some(MetricsEndpoint {
+            addr,
+            stop: stop_tx,
+            thread,
+        });
+        Ok(addr)
+    }
+
+    /// The metrics page, as a scrape of `/metrics` would see it now.
+    pub fn metrics_text(&self) -> String {
+        String::from_utf8_lossy(&self.shared.scrape()).into_owned()
     }
 
     pub fn stats(&self) -> Stats {
@@ -184,9 +226,18 @@ impl Server {
         drop(stop_tx);
         wake_acceptor(self.local_addr);
         join("hb-accept", self.acceptor.take());
+        if let Some(endpoint) = self.metrics_endpoint.take() {
+            drop(endpoint.stop);
+            wake_acceptor(endpoint.addr);
+            join("hb-metrics", Some(endpoint.thread));
+        }
         self.close_connections();
         self.shared.registry.stop();
         join("hb-reaper", self.reaper.take());
+        if let Some(reporter) = self.log_reporter.take() {
+            reporter.stop();
+        }
+        self.shared.conn_log.flush();
     }
 
     fn close_connections(&self) {
@@ -208,13 +259,33 @@ impl Drop for Server {
     }
 }
 
+/// The `/metrics` endpoint of a running server.
+struct MetricsEndpoint {
+    addr: SocketAddr,
+    /// Dropped to tell the endpoint's thread to stop.
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
 impl Shared {
     fn summary(&self) -> Summary {
+        self.fold_live_traffic();
         Summary {
-            served: self.served.load(Ordering::Relaxed),
-            reaped: self.reaped.load(Ordering::Relaxed),
-            heartbeats: self.heartbeats.load(Ordering::Relaxed),
+            served: self.metrics.accepted_total(),
+            reaped: self.metrics.closed_total(CloseReason::IdleTimeout),
+            heartbeats: self.metrics.heartbeats_total(),
         }
+    }
+
+    /// Adds the open connections' own counts to the totals.
+    fn fold_live_traffic(&self) {
+        self.registry.for_each(|conn| self.metrics.fold(conn));
+    }
+
+    /// The metrics page, with every connection's traffic so far.
+    fn scrape(&self) -> Vec<u8> {
+        self.fold_live_traffic();
+        self.metrics.render(self.open.load(Ordering::Relaxed))
     }
 }
 
@@ -222,9 +293,12 @@ fn spawn_reaper(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("hb-reaper".into())
         .spawn(move || {
+            let timeout = shared.config.idle_timeout.unwrap_or_default();
             shared.registry.run_reaper(Instant::now, |conn| {
-                shared.reaped.fetch_add(1, Ordering::Relaxed);
+                let deadline = conn.last_activity() + timeout;
+                let late = Instant::now().saturating_duration_since(deadline);
                 conn.close(CloseReason::IdleTimeout, Shutdown::Both);
+                shared.metrics.reaped_late_by(late);
             })
         })
 }
@@ -295,7 +369,10 @@ fn is_transient(e: &io::Error) -> bool {
 /// Starts a thread for a new connection, or refuses it with a reason.
 fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, done: &Sender<()>) {
     if shared.open.load(Ordering::Relaxed) >= shared.config.max_connections {
-        log::warn!("conn {id} from {peer} refused: server full");
+        shared.metrics.refused(RefuseReason::Full);
+        if shared.conn_log.admit(Event::Refused(RefuseReason::Full)) {
+            log::warn!("conn {id} from {peer} refused: server full");
+        }
         refuse(stream, SERVER_FULL);
         return;
     }
@@ -317,11 +394,16 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
         Ok(_detached) => {
             // Joined through `threads_done` at shutdown instead of by handle:
             // a handle per connection would have to be collected as each ends.
-            shared.served.fetch_add(1, Ordering::Relaxed);
-            log::info!("conn {id} from {peer} connected");
+            shared.metrics.admitted();
+            if shared.conn_log.admit(Event::Connected) {
+                log::info!("conn {id} from {peer} connected");
+            }
         }
         Err(e) => {
-            log::error!("conn {id} from {peer} refused: cannot start a thread: {e}");
+            shared.metrics.refused(RefuseReason::Busy);
+            if shared.conn_log.admit(Event::Refused(RefuseReason::Busy)) {
+                log::error!("conn {id} from {peer} refused: cannot start a thread: {e}");
+            }
             shared.registry.remove(id);
             shared.open.fetch_sub(1, Ordering::Relaxed);
             conn.refuse(SERVER_BUSY);
@@ -340,10 +422,21 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
-    let served = conn.serve(&shared.heartbeats, shared.config.compat);
-    match conn.close_reason(&served) {
-        Ok(reason) => log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer),
-        Err(error) => log::warn!("conn {} from {} closed: {error}", conn.id, conn.peer),
+    let served = conn.serve(shared.config.compat);
+    let reason = conn.close_reason(&served);
+    shared.metrics.closed(conn, reason);
+    if !shared.conn_log.admit(Event::Closed(reason)) {
+        return;
+    }
+    match served {
+        Err(error) if matches!(reason, CloseReason::TimedOut | CloseReason::IoError) => {
+            log::warn!(
+                "conn {} from {} closed: {reason} ({error})",
+                conn.id,
+                conn.peer
+            );
+        }
+        _ => log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer),
     }
 }
 
