@@ -104,7 +104,7 @@ static CASES: &[Case] = &[
         bound: "at once: the client's kernel sends FIN",
         expect: Expect::Within(Duration::ZERO),
         late: LATE,
-        how: "peer closed",
+        how: "peer_closed",
         run: client_signalled,
     },
     Case {
@@ -115,7 +115,7 @@ static CASES: &[Case] = &[
         bound: "idle-timeout = 2 s",
         expect: Expect::Within(secs(2)),
         late: LATE,
-        how: "idle timeout",
+        how: "idle_timeout",
         run: client_signalled,
     },
     Case {
@@ -137,7 +137,7 @@ static CASES: &[Case] = &[
         bound: "idle-timeout = 2 s (keepalive never fires)",
         expect: Expect::Within(secs(2)),
         late: LATE,
-        how: "idle timeout",
+        how: "idle_timeout",
         run: client_signalled,
     },
     Case {
@@ -148,7 +148,7 @@ static CASES: &[Case] = &[
         bound: "idle-timeout = 2 s",
         expect: Expect::Within(secs(2)),
         late: LATE,
-        how: "idle timeout",
+        how: "idle_timeout",
         run: client_cut_idle,
     },
     Case {
@@ -159,7 +159,7 @@ static CASES: &[Case] = &[
         bound: "idle + interval x count = 1 + 1 x 2 = 3 s",
         expect: Expect::Within(secs(3)),
         late: LATE,
-        how: "I/O error",
+        how: "timed_out",
         run: client_cut_idle,
     },
     Case {
@@ -170,7 +170,7 @@ static CASES: &[Case] = &[
         bound: "idle + interval x count = 3 s",
         expect: Expect::Within(secs(3)),
         late: LATE,
-        how: "I/O error",
+        how: "timed_out",
         run: client_cut_idle,
     },
     Case {
@@ -181,7 +181,7 @@ static CASES: &[Case] = &[
         bound: "keepalive 3 s, before idle-timeout 5 s",
         expect: Expect::Within(secs(3)),
         late: LATE,
-        how: "I/O error",
+        how: "timed_out",
         run: client_cut_idle,
     },
     Case {
@@ -192,7 +192,7 @@ static CASES: &[Case] = &[
         bound: "idle-timeout = 2 s (the reaper aborts the stuck write)",
         expect: Expect::Within(secs(2)),
         late: LATE,
-        how: "idle timeout",
+        how: "idle_timeout",
         run: client_cut_in_flight,
     },
     Case {
@@ -214,7 +214,7 @@ static CASES: &[Case] = &[
         bound: "first RTO + user-timeout = 0.2 + 2 = 2.2 s (the user timeout counts from the first retransmission)",
         expect: Expect::Within(Duration::from_millis(2200)),
         late: LATE_RTO,
-        how: "I/O error",
+        how: "timed_out",
         run: client_cut_in_flight,
     },
     Case {
@@ -225,7 +225,7 @@ static CASES: &[Case] = &[
         bound: "first RTO + default user-timeout (idle + interval x count) = 0.2 + 3 = 3.2 s",
         expect: Expect::Within(Duration::from_millis(3200)),
         late: LATE_RTO,
-        how: "I/O error",
+        how: "timed_out",
         run: client_cut_in_flight,
     },
     Case {
@@ -781,12 +781,12 @@ fn no_false_positives() -> NoFalsePositives {
     for c in &mut live {
         round_trip(c, b"HeartBeat\n", b"OK\n");
     }
-    // The loaders have hung up by now ("peer closed"); any other close is
+    // The loaders have hung up by now ("peer_closed"); any other close is
     // the server's doing.
     let closed = server
         .log
         .try_iter()
-        .filter(|l| l.contains(" closed: ") && !l.ends_with(" closed: peer closed"))
+        .filter(|l| l.contains(" closed: ") && !l.ends_with(" closed: peer_closed"))
         .collect();
     NoFalsePositives {
         closed,

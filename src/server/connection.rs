@@ -215,21 +215,20 @@ impl Connection {
                 log::debug!("conn {}: heartbeat answered", self.id);
             }
             counts.lines = lines.lines();
+            // Counted before the write, so that a scrape made after the
+            // client has its reply counts it: a write that fails counts one
+            // reply too many, on a connection that ends with the error.
+            counts.sent_bytes += replies.len() as u64;
             counts.store(&self.traffic);
             stream.write_all(&replies)?;
-            counts.sent_bytes += replies.len() as u64;
-            self.traffic
-                .sent_bytes
-                .store(counts.sent_bytes, Ordering::Relaxed);
         }
         replies.clear();
         lines.finish(&mut replies);
         counts.lines = lines.lines();
+        counts.sent_bytes += replies.len() as u64;
         counts.store(&self.traffic);
         stream.write_all(&replies)?;
         stream.flush()?;
-        counts.sent_bytes += replies.len() as u64;
-        counts.store(&self.traffic);
         // Other holders of the Arc may outlive this thread for a moment; the
         // peer sees EOF now, not when the last holder lets go.
         match self.stream.shutdown(Shutdown::Write) {

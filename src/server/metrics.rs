@@ -141,7 +141,10 @@ impl Metrics {
             ),
             sent_bytes: register(
                 &registry,
-                IntCounter::new("hb_sent_bytes_total", "Bytes sent to clients."),
+                IntCounter::new(
+                    "hb_sent_bytes_total",
+                    "Bytes of replies sent to clients (counted as each write starts).",
+                ),
             ),
             reaper_lateness: register(
                 &registry,
