@@ -419,7 +419,12 @@ struct Nc {
 
 impl Nc {
     fn connect(addr: SocketAddr) -> Nc {
-        let mut child = Command::new("nc")
+        Nc::spawn(Command::new("nc"), addr)
+    }
+
+    /// `command` is `nc` itself or a wrapper ending with it (`ip netns exec`).
+    fn spawn(mut command: Command, addr: SocketAddr) -> Nc {
+        let mut child = command
             .args([addr.ip().to_string(), addr.port().to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -556,6 +561,61 @@ fn client_cut_in_flight(case: &Case) -> Option<Seen> {
     pump.join().expect("writer panicked");
     drain.join().expect("reader panicked");
     Some(seen)
+}
+
+/// Issue 11: the metrics tell the two judgements apart. On one server with
+/// both strategies (keepalive 3 s, idle timeout 5 s), a frozen client counts
+/// in `hb_connections_closed_total{reason="idle_timeout"}` (its kernel
+/// answers the probes: the service judged dead) and a client whose network
+/// is cut in `{reason="timed_out"}` (the network judged dead).
+#[test]
+fn s10_metrics_tell_a_dead_network_from_a_frozen_client() {
+    let test = "s10_metrics_tell_a_dead_network_from_a_frozen_client";
+    if !netns::have("nc", "-h") {
+        netns::skip(test, "needs `nc` (Debian package netcat-openbsd)");
+        return;
+    }
+    let Some(lab) = Lab::new(test) else { return };
+    let server = lab.start_server(&[
+        "--idle-timeout",
+        "5s",
+        "--keepalive-idle",
+        "1",
+        "--keepalive-interval",
+        "1",
+        "--keepalive-count",
+        "2",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let m = scrape::metrics_addr(&server);
+    let closed = |reason: &str| {
+        let page = scrape::get_on(lab.connect_from(Side::Server, m), "/metrics");
+        assert_eq!(page.0, 200, "{}", page.1);
+        let series = format!("hb_connections_closed_total{{reason=\"{reason}\"}}");
+        scrape::value(&scrape::samples(&page.1), &series)
+    };
+
+    let mut frozen = Nc::spawn(lab.command(Side::Client, "nc"), server.addr);
+    server.wait_log(" connected");
+    frozen.round_trip("alive");
+    signal(frozen.child.id(), "STOP");
+    let line = server.wait_log(" closed: ");
+    assert!(
+        line.ends_with(" closed: idle_timeout"),
+        "frozen client: {line}"
+    );
+    assert_eq!((closed("idle_timeout"), closed("timed_out")), (1.0, 0.0));
+
+    let mut cut = lab.connect(server.addr);
+    cut.set_read_timeout(Some(PATIENCE)).unwrap();
+    server.wait_log(" connected");
+    round_trip(&mut cut, b"before the cut\n", b"BEFORE THE CUT\n");
+    lab.cut(Side::Client);
+    let line = server.wait_log(" closed: ");
+    assert!(line.contains(" closed: timed_out ("), "cut network: {line}");
+    assert_eq!((closed("idle_timeout"), closed("timed_out")), (1.0, 1.0));
+    assert_eq!(closed("io_error"), 0.0);
 }
 
 #[test]
