@@ -9,7 +9,8 @@
 //! Map of the parts:
 //! - [`server`]: the accept loop and shutdown, one thread per connection,
 //!   the timeout queue and the reaper that closes idle connections, and the
-//!   article's heartbeat framing (`--compat seed`).
+//!   article's heartbeat framing (`--compat seed`), and the Prometheus
+//!   metrics with their `/metrics` endpoint.
 //! - [`client`]: the client's coordinator and its threads, the heartbeat
 //!   policy, the matching of replies to requests and the heartbeat round
 //!   trips.
