@@ -180,13 +180,19 @@ fn every_metric_after_each_step() {
 
     // An idle connection, reaped after --idle-timeout 2s.
     let mut d = connect(server.addr);
-    round_trip(&mut d, b"x\n", b"X\n");
+    // Taken before the send: the server stamps its read after it.
     let last = Instant::now();
+    round_trip(&mut d, b"x\n", b"X\n");
     e.round_trip(b"x\n", b"X\n", 0, 1);
     (e.open, e.accepted) = (1, 3);
     assert_metrics("an idle connection", &scrape(m), &e);
     assert_eq!(read_to_eof(&mut d), b"");
-    assert!(last.elapsed() >= Duration::from_secs(2), "reaped early");
+    assert!(
+        last.elapsed() >= Duration::from_secs(2),
+        "reaped early: {:?}; log: {:?}",
+        last.elapsed(),
+        server.log.try_iter().collect::<Vec<_>>()
+    );
     (e.open, e.closed_idle, e.reaped, e.durations) = (0, 1, 1, 3);
     let reaped = scrape_when_open(m, 0);
     assert_metrics("reaped", &reaped, &e);

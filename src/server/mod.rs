@@ -297,8 +297,10 @@ fn spawn_reaper(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
             shared.registry.run_reaper(Instant::now, |conn| {
                 let deadline = conn.last_activity() + timeout;
                 let late = Instant::now().saturating_duration_since(deadline);
-                conn.close(CloseReason::IdleTimeout, Shutdown::Both);
+                // Counted before the close, so that the connection's end (which
+                // a scrape may see at once) never shows without its lateness.
                 shared.metrics.reaped_late_by(late);
+                conn.close(CloseReason::IdleTimeout, Shutdown::Both);
             })
         })
 }
@@ -394,7 +396,6 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
         Ok(_detached) => {
             // Joined through `threads_done` at shutdown instead of by handle:
             // a handle per connection would have to be collected as each ends.
-            shared.metrics.admitted();
             if shared.conn_log.admit(Event::Connected) {
                 log::info!("conn {id} from {peer} connected");
             }
@@ -422,6 +423,9 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
+    // Counted here, not by the acceptor after the spawn: before the first
+    // reply, so a scrape after it counts the connection.
+    shared.metrics.admitted();
     let served = conn.serve(shared.config.compat);
     let reason = conn.close_reason(&served);
     shared.metrics.closed(conn, reason);
