@@ -3,7 +3,9 @@
 //!
 //! [`Server::start`] takes an already-bound listener (tests bind port 0) and
 //! returns a handle that serves until [`Server::shutdown`]. Threads:
-//! `hb-accept` (accept loop), `hb-reaper` (when an idle timeout is set) and one `hb-conn-<id>` per connection. Shutdown drops the
+//! `hb-accept` (accept loop), `hb-reaper` (when an idle timeout is set) and one `hb-conn-<id>` per connection;
+//! `hb-log` (unless debug logging is on) and `hb-metrics` (after
+//! [`Server::serve_metrics`]). Shutdown drops the
 //! acceptor's stop channel and wakes its blocking `accept` by connecting to
 //! the listener; closes the reading side of every connection so each thread
 //! finishes the reply it is writing and ends (on Windows a pending write is
