@@ -526,3 +526,78 @@ fn hostile_scrapers_do_not_disturb_the_echo_service() {
         "RSS grew {rss_before} -> {rss_after} kB"
     );
 }
+
+/// The numbers of a `... and N more connections closed in the last Xs: ...;
+/// also left out: M connects` line: (N, M).
+fn left_out(report: &str) -> (u64, u64) {
+    let number = |text: &str| -> u64 { text.replace(',', "").parse().expect("a count") };
+    let (_, after) = report.split_once("... and ").expect("a report");
+    let closed = number(after.split(' ').next().unwrap());
+    let connects = report
+        .split_once("also left out: ")
+        .map_or(0, |(_, also)| number(also.split(' ').next().unwrap()));
+    (closed, connects)
+}
+
+#[test]
+fn a_burst_of_connections_is_logged_at_a_bounded_rate_and_counted() {
+    const BURST: u64 = 300;
+    let mut server = ServerProcess::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let m = metrics_addr(&server);
+    let start = Instant::now();
+    for _ in 0..BURST {
+        let mut c = connect(server.addr);
+        c.shutdown(Shutdown::Write).unwrap();
+        read_to_eof(&mut c);
+    }
+    wait_for("every close counted", || {
+        value(
+            &scrape(m),
+            "hb_connections_closed_total{reason=\"peer_closed\"}",
+        ) == BURST as f64
+    });
+    let seconds = start.elapsed().as_secs() + 1;
+    server.signal("TERM");
+    assert!(server.wait_exit(PATIENCE).success());
+    let lines: Vec<String> = server.log.iter().collect();
+    let connects = lines.iter().filter(|l| l.ends_with(" connected")).count() as u64;
+    let closes = lines
+        .iter()
+        .filter(|l| l.ends_with(" closed: peer_closed"))
+        .count() as u64;
+    let (closes_left_out, connects_left_out) = lines
+        .iter()
+        .filter(|l| l.contains(" more connections closed in the last "))
+        .map(|l| left_out(l))
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    assert_eq!(closes + closes_left_out, BURST, "{lines:#?}");
+    assert_eq!(connects + connects_left_out, BURST, "{lines:#?}");
+    // 20 lines in each one-second window the burst touched (one more
+    // window than its whole seconds).
+    assert!(
+        connects + closes <= 20 * (seconds + 1),
+        "{} per-connection lines in {seconds} s",
+        connects + closes
+    );
+    assert!(closes_left_out > 0, "the burst was not limited: {lines:#?}");
+}
+
+#[test]
+fn with_v_every_connection_is_logged() {
+    const BURST: usize = 100;
+    let mut server = ServerProcess::start(&["-v"]);
+    for _ in 0..BURST {
+        let mut c = connect(server.addr);
+        c.shutdown(Shutdown::Write).unwrap();
+        read_to_eof(&mut c);
+    }
+    server.signal("TERM");
+    assert!(server.wait_exit(PATIENCE).success());
+    let lines: Vec<String> = server.log.iter().collect();
+    let closes = lines
+        .iter()
+        .filter(|l| l.ends_with(" closed: peer_closed"))
+        .count();
+    assert_eq!(closes, BURST, "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains(" more connections closed")));
+}
