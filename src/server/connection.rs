@@ -54,7 +54,8 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// Every reason, in the order of the metric's series.
+    /// Every reason, in declaration order (counters are indexed by
+    /// `reason as usize`).
     pub const ALL: [CloseReason; 5] = [
         Self::PeerClosed,
         Self::IdleTimeout,

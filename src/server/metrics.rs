@@ -37,7 +37,8 @@ pub enum RefuseReason {
 }
 
 impl RefuseReason {
-    /// Every reason, in the order of the metric's series.
+    /// Every reason, in declaration order (counters are indexed by
+    /// `reason as usize`).
     pub const ALL: [RefuseReason; 2] = [Self::Full, Self::Busy];
 
     /// The word for logs and metric labels.
@@ -317,6 +318,18 @@ mod tests {
 
     fn text(metrics: &Metrics) -> String {
         String::from_utf8(metrics.render(0)).unwrap()
+    }
+
+    /// The counters are indexed by `reason as usize`: `ALL` must list the
+    /// variants in their declaration order, each once.
+    #[test]
+    fn all_lists_the_reasons_in_declaration_order() {
+        for (i, reason) in CloseReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i, "{reason:?}");
+        }
+        for (i, reason) in RefuseReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i, "{reason:?}");
+        }
     }
 
     #[test]
