@@ -83,7 +83,7 @@ pub fn route(head: &[u8]) -> Route {
 
 /// Serves scrapes from `listener` until `stop` is disconnected and the
 /// accept is woken (by a connection to the listener). `render` returns the
-/// page and its content type.
+/// page, in the format of [`CONTENT_TYPE`](super::metrics::CONTENT_TYPE).
 pub fn serve(listener: &TcpListener, stop: &Receiver<()>, render: impl Fn() -> Vec<u8>) {
     let mut failing = false;
     loop {
