@@ -7,7 +7,9 @@
 //! acceptor's stop channel and wakes its blocking `accept` by connecting to
 //! the listener; closes the reading side of every connection so each thread
 //! finishes the reply it is writing and ends; after a grace period aborts any
-//! still blocked in a write; then waits for every thread.
+//! still blocked in a write; then waits for every thread. A drain
+//! ([`Server::drain`]) first closes the connections one by one over a chosen
+//! time, then shuts down the same way.
 //!
 //! Map of the server:
 //! - this module: the accept loop, the connection limit and shutdown.
@@ -16,14 +18,23 @@
 //!   that takes `now` as an argument.
 //! - [`reaper`]: the registry of live connections and the thread that closes
 //!   expired ones.
+//! - [`drain`]: the schedule that spreads a drain's closes evenly.
+//! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
+//! - [`per_ip`]: the per-address connection limit.
 
 pub mod connection;
+pub mod drain;
+pub mod per_ip;
+pub mod proxy_header;
 pub mod reaper;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
-use connection::{CloseReason, Connection};
+use connection::{CloseReason, Connection, RefuseReason};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use log::Level;
+use per_ip::{AddressLimits, AddressSlot};
+use proxy_header::Source;
 use reaper::{ConnId, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, Write};
@@ -50,6 +61,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub const SERVER_FULL: &[u8] = b"ERR server full\n";
 /// Sent to a connection whose thread could not be created.
 pub const SERVER_BUSY: &[u8] = b"ERR server busy\n";
+/// Sent to a connection from an address at `--max-connections-per-ip`.
+pub const TOO_MANY_FROM_ADDRESS: &[u8] = b"ERR too many connections from your address\n";
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -57,6 +70,10 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     pub max_connections: usize,
     pub socket_options: SocketOptions,
+    /// Every connection must begin with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// Connections one client address may hold; 0 is no limit.
+    pub max_connections_per_ip: usize,
 }
 
 /// Counts over the server's lifetime, reported at exit.
@@ -81,6 +98,7 @@ pub struct Stats {
 struct Shared {
     config: ServerConfig,
     registry: Registry<Arc<Connection>>,
+    per_ip: AddressLimits,
     /// Incremented only by the acceptor (so check-then-admit is race free),
     /// decremented by each connection thread as it ends.
     open: AtomicUsize,
@@ -125,6 +143,7 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             registry: Registry::new(config.idle_timeout),
+            per_ip: AddressLimits::new(config.max_connections_per_ip),
             config,
             open: AtomicUsize::new(0),
             served: AtomicU64::new(0),
@@ -171,13 +190,39 @@ impl Server {
         self.shared.summary()
     }
 
+    /// Closes the listener at once (new connections are refused), then
+    /// closes the open connections spread evenly over `duration`, each after
+    /// the reply it is writing, then shuts down as [`shutdown`](Self::shutdown)
+    /// does. A zero `duration` is [`shutdown`](Self::shutdown).
+    pub fn drain(mut self, duration: Duration) -> Summary {
+        self.close_listener();
+        if !duration.is_zero() {
+            let mut connections = Vec::new();
+            self.shared
+                .registry
+                .for_each(|c| connections.push(c.clone()));
+            drain::run(
+                &connections,
+                duration,
+                &self.threads_done,
+                &self.shared.open,
+            );
+        }
+        self.shutdown()
+    }
+
+    /// Stops the acceptor, which drops the listening socket. Idempotent.
+    fn close_listener(&mut self) {
+        if let Some(stop_tx) = self.stop_accepting.take() {
+            drop(stop_tx);
+            wake_acceptor(self.local_addr);
+            join("hb-accept", self.acceptor.take());
+        }
+    }
+
+    /// Idempotent: a second call finds no connection and no thread left.
     fn stop(&mut self) {
-        let Some(stop_tx) = self.stop_accepting.take() else {
-            return;
-        };
-        drop(stop_tx);
-        wake_acceptor(self.local_addr);
-        join("hb-accept", self.acceptor.take());
+        self.close_listener();
         self.close_connections();
         self.shared.registry.stop();
         join("hb-reaper", self.reaper.take());
@@ -312,7 +357,6 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
             // Joined through `threads_done` at shutdown instead of by handle:
             // a handle per connection would have to be collected as each ends.
             shared.served.fetch_add(1, Ordering::Relaxed);
-            log::info!("conn {id} from {peer} connected");
         }
         Err(e) => {
             log::error!("conn {id} from {peer} refused: cannot start a thread: {e}");
@@ -339,11 +383,108 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
-    let served = conn.serve(&shared.heartbeats);
+    let Some(admitted) = admit_client(shared, conn) else {
+        return;
+    };
+    let served = conn.serve(&shared.heartbeats, &admitted.early);
+    let client = conn.client_addr();
+    let level = |usual| admitted.log_level(usual);
     match conn.close_reason(&served) {
-        Ok(reason) => log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer),
-        Err(error) => log::warn!("conn {} from {} closed: {error}", conn.id, conn.peer),
+        Ok(reason) => log::log!(
+            level(Level::Info),
+            "conn {} from {client} closed: {reason}",
+            conn.id
+        ),
+        Err(error) => log::log!(
+            level(Level::Warn),
+            "conn {} from {client} closed: {error}",
+            conn.id
+        ),
     }
+}
+
+/// A connection let through: what came after its PROXY header, whether it
+/// is the load balancer's health check, and its place in its address's
+/// count, given back when dropped.
+struct Admitted<'a> {
+    early: Vec<u8>,
+    health_check: bool,
+    _address: AddressSlot<'a>,
+}
+
+impl Admitted<'_> {
+    /// The level of a line about this connection that is `usual` for a
+    /// client's: debug for a health check.
+    fn log_level(&self, usual: Level) -> Level {
+        if self.health_check {
+            Level::Debug
+        } else {
+            usual
+        }
+    }
+}
+
+/// Reads the PROXY header when `--proxy-protocol` is on, then takes a place
+/// in the client address's count. Refuses the connection (and says why in
+/// the log) when either fails.
+///
+/// The load balancer's own connections (a PROXY header without a client
+/// address: HAProxy's health checks) are logged at debug level: HAProxy
+/// checks every backend every 2 s, which at info level would be most of the
+/// log.
+fn admit_client<'a>(shared: &'a Shared, conn: &Connection) -> Option<Admitted<'a>> {
+    let mut admitted_early = Vec::new();
+    let mut health_check = false;
+    if shared.config.proxy_protocol {
+        match conn.read_proxy_header() {
+            Ok((source, rest)) => {
+                admitted_early = rest;
+                health_check = source == Source::Local;
+            }
+            Err(error) => {
+                match conn.closed_by() {
+                    Some(reason) => {
+                        log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer)
+                    }
+                    None => log::warn!(
+                        "conn {} from {} refused: {}: {error}",
+                        conn.id,
+                        conn.peer,
+                        RefuseReason::ProxyHeader
+                    ),
+                }
+                conn.refuse(b"");
+                return None;
+            }
+        }
+    }
+    let client = conn.client_addr();
+    let Some(address) = shared.per_ip.claim(client.ip()) else {
+        log::warn!(
+            "conn {} from {client} refused: {}",
+            conn.id,
+            RefuseReason::PerIp
+        );
+        conn.refuse(TOO_MANY_FROM_ADDRESS);
+        return None;
+    };
+    let admitted = Admitted {
+        early: admitted_early,
+        health_check,
+        _address: address,
+    };
+    let level = admitted.log_level(Level::Info);
+    if client == conn.peer {
+        log::log!(level, "conn {} from {client} connected", conn.id);
+    } else {
+        log::log!(
+            level,
+            "conn {} from {client} connected via {}",
+            conn.id,
+            conn.peer
+        );
+    }
+    Some(admitted)
 }
 
 /// A connection's place in the registry and the open count, given back when

@@ -24,6 +24,8 @@ pub fn start_server(idle_timeout: Option<Duration>, max_connections: usize) -> S
         idle_timeout,
         max_connections,
         socket_options: SocketOptions::default(),
+        proxy_protocol: false,
+        max_connections_per_ip: 0,
     };
     Server::start(listener, config).expect("start server")
 }
