@@ -429,7 +429,8 @@ impl Admitted<'_> {
 /// the log) when either fails.
 ///
 /// The load balancer's own connections (a PROXY header without a client
-/// address: HAProxy's health checks) are logged at debug level: HAProxy
+/// address, or naming the TCP peer itself: HAProxy's health checks) are
+/// logged at debug level: HAProxy
 /// checks every backend every 2 s, which at info level would be most of the
 /// log.
 fn admit_client<'a>(shared: &'a Shared, conn: &Connection) -> Option<Admitted<'a>> {
@@ -439,7 +440,9 @@ fn admit_client<'a>(shared: &'a Shared, conn: &Connection) -> Option<Admitted<'a
         match conn.read_proxy_header() {
             Ok((source, rest)) => {
                 admitted_early = rest;
-                health_check = source == Source::Local;
+                // HAProxy's checks send a v2 LOCAL header, or with v1 the
+                // check connection's own addresses: no client behind it.
+                health_check = source == Source::Local || source == Source::Client(conn.peer);
             }
             Err(error) => {
                 match conn.closed_by() {
