@@ -44,6 +44,11 @@ impl ReplyMatcher {
         self.pending.push_back(request);
     }
 
+    /// User lines sent whose reply line has not fully arrived.
+    pub fn unanswered_lines(&self) -> usize {
+        self.pending.iter().filter(|r| **r == Request::Line).count()
+    }
+
     /// Appends the bytes of `input` to show to `out`, and returns how many
     /// heartbeat replies it hid. `out` grows by at most `input.len()` plus
     /// the few bytes held from before.
@@ -163,6 +168,14 @@ mod tests {
             show(&[], &[b"ERR server full\n"]),
             (b"ERR server full\n".to_vec(), 0, 0)
         );
+    }
+
+    #[test]
+    fn unanswered_lines_count_only_user_lines() {
+        let mut matcher = ReplyMatcher::default();
+        [L, H, L, L].iter().for_each(|&r| matcher.sent(r));
+        matcher.feed(b"A\nOK\nB", &mut Vec::new());
+        assert_eq!(matcher.unanswered_lines(), 2);
     }
 
     #[test]
