@@ -265,7 +265,13 @@ fn run_session<W: Write>(
         stdin_open: true,
         server_closed: false,
     };
-    let result = session.coordinate(carry, input.clone(), socket_events, written, signals.clone());
+    let result = session.coordinate(
+        carry,
+        input.clone(),
+        socket_events,
+        written,
+        signals.clone(),
+    );
     carry.discard_line = session.mid_line || session.discard_line;
     let end = SessionEnd {
         result,

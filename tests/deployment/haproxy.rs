@@ -46,13 +46,15 @@ impl Haproxy {
         let config = adapt(SHIPPED, frontend, backends, &stats, version);
         let config_path = dir.join("haproxy.cfg");
         std::fs::write(&config_path, config).expect("write HAProxy's configuration");
+        // HAProxy's alerts and warnings, for failure messages.
+        let stderr = std::fs::File::create(dir.join("stderr")).expect("create HAProxy's log");
         let child = Command::new(program)
             .arg("-db")
             .arg("-f")
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn haproxy");
         let haproxy = Haproxy {
@@ -78,12 +80,22 @@ impl Haproxy {
 
     /// A backend server's status in `show stat` (UP, DOWN, "UP 1/2", ...).
     pub fn status(&self, server: &str) -> Option<String> {
+        self.stat_field(server, "status")
+    }
+
+    /// A backend server's current sessions (`scur`).
+    pub fn sessions(&self, server: &str) -> Option<u64> {
+        self.stat_field(server, "scur")?.parse().ok()
+    }
+
+    /// A column of `server`'s line in `show stat`.
+    fn stat_field(&self, server: &str, name: &str) -> Option<String> {
         let stat = self.show_stat()?;
         let header = stat.lines().next()?;
         let column = header
             .trim_start_matches("# ")
             .split(',')
-            .position(|name| name == "status")?;
+            .position(|field| field == name)?;
         stat.lines()
             .map(|line| line.split(',').collect::<Vec<_>>())
             .find(|fields| fields.first() == Some(&"hb_servers") && fields.get(1) == Some(&server))
@@ -101,7 +113,8 @@ impl Haproxy {
             }
             assert!(
                 now < deadline,
-                "HAProxy's {server} is {current:?}, not {status}, after {PATIENCE:?}"
+                "HAProxy's {server} is {current:?}, not {status}, after {PATIENCE:?}; its stderr: {}",
+                std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
             );
             thread::sleep(Duration::from_millis(20));
         }
