@@ -386,9 +386,17 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
     let Some(admitted) = admit_client(shared, conn) else {
         return;
     };
-    let served = conn.serve(&shared.heartbeats, &admitted.early);
+    let Admitted {
+        early,
+        health_check,
+        address,
+    } = admitted;
+    let served = conn.serve(&shared.heartbeats, &early);
+    // The address's slot goes back before the close is logged, so that
+    // whoever sees the line may connect again from that address.
+    drop(address);
     let client = conn.client_addr();
-    let level = |usual| admitted.log_level(usual);
+    let level = |usual| log_level(health_check, usual);
     match conn.close_reason(&served) {
         Ok(reason) => log::log!(
             level(Level::Info),
@@ -409,19 +417,13 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
 struct Admitted<'a> {
     early: Vec<u8>,
     health_check: bool,
-    _address: AddressSlot<'a>,
+    address: AddressSlot<'a>,
 }
 
-impl Admitted<'_> {
-    /// The level of a line about this connection that is `usual` for a
-    /// client's: debug for a health check.
-    fn log_level(&self, usual: Level) -> Level {
-        if self.health_check {
-            Level::Debug
-        } else {
-            usual
-        }
-    }
+/// The level of a line about a connection that is `usual` for a client's:
+/// debug for a health check.
+fn log_level(health_check: bool, usual: Level) -> Level {
+    if health_check { Level::Debug } else { usual }
 }
 
 /// Reads the PROXY header when `--proxy-protocol` is on, then takes a place
@@ -471,12 +473,7 @@ fn admit_client<'a>(shared: &'a Shared, conn: &Connection) -> Option<Admitted<'a
         conn.refuse(TOO_MANY_FROM_ADDRESS);
         return None;
     };
-    let admitted = Admitted {
-        early: admitted_early,
-        health_check,
-        _address: address,
-    };
-    let level = admitted.log_level(Level::Info);
+    let level = log_level(health_check, Level::Info);
     if client == conn.peer {
         log::log!(level, "conn {} from {client} connected", conn.id);
     } else {
@@ -487,7 +484,11 @@ fn admit_client<'a>(shared: &'a Shared, conn: &Connection) -> Option<Admitted<'a
             conn.peer
         );
     }
-    Some(admitted)
+    Some(Admitted {
+        early: admitted_early,
+        health_check,
+        address,
+    })
 }
 
 /// A connection's place in the registry and the open count, given back when

@@ -26,6 +26,10 @@ fn open_served(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
         .collect()
 }
 
+/// How often [`first_refusal`] tries: its resolution, and few enough probes
+/// that the drain's count stays close to the connections held.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
+
 /// Connects until refused; returns when the first refusal came.
 fn first_refusal(addr: std::net::SocketAddr) -> Instant {
     let deadline = Instant::now() + PATIENCE;
@@ -39,6 +43,7 @@ fn first_refusal(addr: std::net::SocketAddr) -> Instant {
             Ok(accepted) => drop(accepted),
         }
         assert!(Instant::now() < deadline, "never refused");
+        std::thread::sleep(PROBE_EVERY);
     }
 }
 
@@ -59,7 +64,8 @@ fn drain_refuses_new_connections_and_spreads_closes_over_its_length() {
         "new connections refused only {:?} after SIGTERM",
         refused - signalled
     );
-    // A probe accepted just before the listener closed may be drained too.
+    // Probes accepted before the listener closed (one per PROBE_EVERY, in
+    // the 100 ms allowed) may still be open when the drain begins.
     let line = server.wait_log("connections over 2s");
     let drained: u32 = line
         .split("draining ")
@@ -67,7 +73,7 @@ fn drain_refuses_new_connections_and_spreads_closes_over_its_length() {
         .and_then(|rest| rest.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no count in {line:?}"));
     assert!(
-        (CONNECTIONS as u32..CONNECTIONS as u32 + 5).contains(&drained),
+        (CONNECTIONS as u32..=CONNECTIONS as u32 + 21).contains(&drained),
         "{line}"
     );
     let mut closes: Vec<Duration> = (0..CONNECTIONS)
