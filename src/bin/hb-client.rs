@@ -115,9 +115,7 @@ fn main() -> ExitCode {
         Err(exit) => return exit,
     };
     if args.reconnect_max < args.reconnect_min {
-        eprintln!(
-            "hb-client: --reconnect-max must be at least --reconnect-min (see --help)"
-        );
+        eprintln!("hb-client: --reconnect-max must be at least --reconnect-min (see --help)");
         return ExitCode::from(common::EXIT_USAGE);
     }
     args.log.init();

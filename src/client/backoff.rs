@@ -101,7 +101,11 @@ impl<J: Jitter> Backoff<J> {
     /// last attempt having failed) at `now`; `None` once `attempts`
     /// consecutive attempts have failed.
     pub fn next_attempt(&mut self, now: Instant) -> Option<Attempt> {
-        if self.settings.attempts.is_some_and(|limit| self.attempts >= limit) {
+        if self
+            .settings
+            .attempts
+            .is_some_and(|limit| self.attempts >= limit)
+        {
             return None;
         }
         self.attempts += 1;
@@ -173,11 +177,14 @@ mod tests {
         };
         let mut backoff = Backoff::new(settings(100, 300, None), jitter);
         let first = backoff.next_attempt(base).unwrap();
-        assert_eq!(first, Attempt {
-            number: 1,
-            delay: ms(0),
-            at: base,
-        });
+        assert_eq!(
+            first,
+            Attempt {
+                number: 1,
+                delay: ms(0),
+                at: base,
+            }
+        );
         let second = backoff.next_attempt(base + ms(10)).unwrap();
         assert_eq!((second.number, second.delay), (2, ms(100)));
         assert_eq!(second.at, base + ms(110));

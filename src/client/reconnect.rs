@@ -23,8 +23,7 @@
 
 use super::backoff::{Attempt, Backoff, Jitter};
 use super::{
-    Carry, ClientConfig, ClientError, Outcome, StdinEvent, connect, run_session,
-    spawn_stdin_reader,
+    Carry, ClientConfig, ClientError, Outcome, StdinEvent, connect, run_session, spawn_stdin_reader,
 };
 use crate::config::display_duration;
 use crossbeam::channel::{self, Receiver};
