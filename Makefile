@@ -50,7 +50,8 @@ hardening-full:
 faults:
 	$(CARGO) test --test faults
 
-# Runs every fault case 5 times and rewrites the table in
-# docs/failure-detection.md (HB_FAULTS_RUNS changes the count).
+# Runs every fault case 5 times, rewrites the table in
+# docs/failure-detection.md and draws the same results as
+# docs/failure-detection.svg (HB_FAULTS_RUNS changes the count).
 faults-report:
 	HB_FAULTS_RUNS=$${HB_FAULTS_RUNS:-5} $(CARGO) test --test faults -- --ignored --exact faults_report --nocapture

@@ -8,9 +8,11 @@
 //!
 //! Map of the parts:
 //! - [`server`]: the accept loop and shutdown, one thread per connection,
-//!   the timeout queue and the reaper that closes idle connections.
+//!   the timeout queue and the reaper that closes idle connections, and the
+//!   article's heartbeat framing (`--compat seed`).
 //! - [`client`]: the client's coordinator and its threads, the heartbeat
-//!   policy and the matching of replies to requests.
+//!   policy, the matching of replies to requests and the heartbeat round
+//!   trips.
 //! - What both share: [`protocol`] (the wire protocol's line handling, no
 //!   I/O), [`sockopt`] (TCP keepalive and user timeout on every OS),
 //!   [`config`] (command-line values both binaries parse) and [`fdlimit`]

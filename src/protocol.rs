@@ -56,6 +56,11 @@ impl LineHandler {
         heartbeats
     }
 
+    /// Whether no partial line is pending: the next byte starts a line.
+    pub fn at_line_start(&self) -> bool {
+        self.held_len == 0 && !self.mid_line
+    }
+
     /// Appends the reply to a final line that has no LF (the peer finished
     /// sending): uppercased, with no line ending added. Such a line is never
     /// a heartbeat, since a heartbeat is a whole line.

@@ -67,7 +67,7 @@ fn final_line_without_lf_is_answered() {
 #[test]
 fn heartbeat_ok_is_hidden_and_typed_ok_is_shown() {
     let server = ServerProcess::start(&[]);
-    let mut client = ClientProcess::start(server.addr, &["--heartbeat-idle", "100ms"]);
+    let mut client = ClientProcess::start(server.addr, &["--heartbeat-idle", "100ms", "-v"]);
     client.wait_log("heartbeat answered");
     client.send(b"ok\n");
     client.wait_output(b"OK\n");
@@ -80,7 +80,7 @@ fn heartbeat_ok_is_hidden_and_typed_ok_is_shown() {
 #[test]
 fn heartbeats_outlive_the_server_idle_timeout() {
     let server = ServerProcess::start(&["--idle-timeout", "600ms"]);
-    let mut client = ClientProcess::start(server.addr, &["--heartbeat-idle", "200ms"]);
+    let mut client = ClientProcess::start(server.addr, &["--heartbeat-idle", "200ms", "-v"]);
     client.send(b"first\n");
     client.wait_output(b"FIRST\n");
     // The span under test, five idle timeouts long, not a synchronisation.
@@ -97,7 +97,9 @@ fn heartbeats_outlive_the_server_idle_timeout() {
 }
 
 /// Idle 400ms, then 3 heartbeats 200ms apart: give up at 400 + 3 x 200.
-const GIVE_UP_ARGS: [&str; 6] = [
+/// `-v` logs each heartbeat sent.
+const GIVE_UP_ARGS: [&str; 7] = [
+    "-v",
     "--heartbeat-idle",
     "400ms",
     "--heartbeat-interval",

@@ -11,9 +11,12 @@
 //! noticed within it or must go unnoticed for a stated time.
 //!
 //! `cargo test --test faults` runs each case once, the cases of a scenario
-//! side by side. `make faults-report` runs every case five times and writes
-//! the table of measured times into docs/failure-detection.md.
+//! side by side. `make faults-report` runs every case five times, writes
+//! the table of measured times into docs/failure-detection.md and draws the
+//! same results as docs/failure-detection.svg ([`chart`]).
 
+#[path = "faults/chart.rs"]
+mod chart;
 mod common;
 
 use common::netns::{self, Lab, Side};
@@ -841,12 +844,15 @@ fn s9_no_false_positives_among_500_live_clients_under_load() {
 
 /// Where the table goes, between these two lines.
 const REPORT_FILE: &str = "docs/failure-detection.md";
+/// The chart of the same results, shown above the table.
+const CHART_FILE: &str = "docs/failure-detection.svg";
 const REPORT_BEGIN: &str = "<!-- faults-report: begin (make faults-report writes this table) -->";
 const REPORT_END: &str = "<!-- faults-report: end -->";
 
 /// Runs every case `HB_FAULTS_RUNS` times (default 5; cases side by side,
 /// each case's runs one after another), then scenario 9 once, and writes the
-/// table into docs/failure-detection.md. Fails if any run broke its promise.
+/// table into docs/failure-detection.md and the chart into
+/// docs/failure-detection.svg. Fails if any run broke its promise.
 #[test]
 #[ignore = "slow; run by `make faults-report`"]
 fn faults_report() {
@@ -932,6 +938,8 @@ fn faults_report() {
     }
     println!("{table}");
     write_report(&table);
+    let chart_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CHART_FILE);
+    chart::draw(&results, runs, &chart_path).expect("draw docs/failure-detection.svg");
     assert!(
         failures.is_empty(),
         "promises broken:\n{}",

@@ -1,7 +1,7 @@
 //! `hb-client`: parses flags, installs the signal handler, connects, and runs
 //! the client. Stdin lines go to the server; the server's replies go to
-//! stdout byte for byte, except the `OK` answering a heartbeat; diagnostics
-//! go to stderr only.
+//! stdout byte for byte, except the reply to a heartbeat, which is never
+//! printed; diagnostics go to stderr only.
 //!
 //! Heartbeats: after `--heartbeat-idle` with nothing from the server, the
 //! client sends `HeartBeat`, then again every `--heartbeat-interval` while

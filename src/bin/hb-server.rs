@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 use tcp_heartbeat::config::{self, KeepaliveArgs};
+use tcp_heartbeat::server::compat::Compat;
 use tcp_heartbeat::server::{self, Server, ServerConfig};
 
 /// TCP heartbeat echo server: echoes lines uppercased, answers `HeartBeat`
@@ -54,6 +55,12 @@ struct Args {
           allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     max_connections_per_ip: u32,
 
+    /// Also accept another program's heartbeat framing: `seed`, the
+    /// article's C++ client (an unterminated `HeartBeat` in one read,
+    /// answered `OK` with no line end; docs/protocol.md)
+    #[arg(long, env = "HB_COMPAT", value_enum, default_value_t = Compat::None, value_name = "MODE")]
+    compat: Compat,
+
     #[command(flatten)]
     keepalive: KeepaliveArgs,
 
@@ -85,6 +92,7 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         socket_options: args.keepalive.socket_options(),
         proxy_protocol: args.proxy_protocol,
         max_connections_per_ip: args.max_connections_per_ip as usize,
+        compat: args.compat,
     };
     let listener = listen(&args.listen)
         .map_err(|e| (EXIT_USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
@@ -156,6 +164,11 @@ fn log_settings(config: &ServerConfig, drain: Duration) {
         config.max_connections,
         config::describe(&config.socket_options)
     );
+    if config.compat == Compat::Seed {
+        log::info!(
+            "compat seed: a read of exactly `HeartBeat` at a line start is a heartbeat, answered `OK` with no line end"
+        );
+    }
     if config.proxy_protocol || config.max_connections_per_ip > 0 || !drain.is_zero() {
         log::info!("{}", describe_deployment(config, drain));
     }

@@ -25,7 +25,9 @@
 //! - [`heartbeat`]: when to send a heartbeat and when to give up, pure state
 //!   that takes `now` as an argument.
 //! - [`replies`]: matching the server's replies to the client's requests, so
-//!   a heartbeat's `OK` is hidden; no I/O.
+//!   a heartbeat's reply is hidden; no I/O.
+//! - [`round_trips`]: heartbeat round-trip times and the session's figures,
+//!   pure state that takes `now` as an argument.
 //! - [`reconnect`]: `--reconnect`, the loop of sessions over one stdin that
 //!   connects again after a loss.
 //! - [`backoff`]: when to try again, pure state that takes `now` and a
@@ -35,6 +37,7 @@ pub mod backoff;
 pub mod heartbeat;
 pub mod reconnect;
 pub mod replies;
+pub mod round_trips;
 
 use crate::config::display_duration;
 use crate::protocol::HEARTBEAT;
@@ -42,6 +45,7 @@ use crate::sockopt::{self, SocketOptions};
 use crossbeam::channel::{self, Receiver, Sender};
 use heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
 use replies::{ReplyMatcher, Request};
+use round_trips::RoundTrips;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -259,6 +263,8 @@ fn run_session<W: Write>(
         policy: HeartbeatPolicy::new(config.heartbeat, Instant::now()),
         heartbeat_idle: config.heartbeat.idle,
         replies: ReplyMatcher::default(),
+        round_trips: RoundTrips::default(),
+        warned_unexpected: false,
         mid_line: false,
         discard_line: carry.discard_line,
         received_any: false,
@@ -272,6 +278,9 @@ fn run_session<W: Write>(
         written,
         signals.clone(),
     );
+    if log::log_enabled!(log::Level::Debug) {
+        log::debug!("{}", session.round_trips.summary());
+    }
     carry.discard_line = session.mid_line || session.discard_line;
     let end = SessionEnd {
         result,
@@ -433,6 +442,10 @@ struct Session<W> {
     /// `--heartbeat-idle`, for the message when the server closes.
     heartbeat_idle: Option<Duration>,
     replies: ReplyMatcher,
+    round_trips: RoundTrips,
+    /// Whether the server has been said to answer heartbeats with something
+    /// other than `OK`: said once per session.
+    warned_unexpected: bool,
     /// The last stdin piece sent did not end its line: a heartbeat now would
     /// land inside the user's line, so none is sent until it ends.
     mid_line: bool,
@@ -534,23 +547,46 @@ impl<W: Write> Session<W> {
     }
 
     fn show(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.policy.on_received(Instant::now());
+        let now = Instant::now();
+        self.policy.on_received(now);
         self.received_any = true;
         let mut out = Vec::with_capacity(bytes.len());
-        let answered = self.replies.feed(bytes, &mut out);
-        for _ in 0..answered {
-            log::info!("heartbeat answered");
+        let answers = self.replies.feed(bytes, &mut out);
+        for _ in 0..answers.answered {
+            if let Some(round_trip) = self.round_trips.answered(now) {
+                log::debug!("heartbeat answered in {round_trip:.1?}");
+            }
+        }
+        if let Some(answer) = answers.unexpected {
+            self.warn_unexpected(&answer);
         }
         self.print(&out)
+    }
+
+    /// Says once per session that the server answers heartbeats with
+    /// something other than `OK`. Such a reply still counts as a sign of
+    /// life, like any byte from the server; it is never printed.
+    fn warn_unexpected(&mut self, answer: &[u8]) {
+        if std::mem::replace(&mut self.warned_unexpected, true) {
+            return;
+        }
+        let cut = if answer.len() >= replies::PREVIEW_MAX {
+            "..."
+        } else {
+            ""
+        };
+        log::warn!(
+            "the server answered a heartbeat with \"{}{cut}\", not \"OK\": it does not speak \
+             this heartbeat protocol; treating any reply as a sign of life",
+            answer.escape_ascii()
+        );
     }
 
     /// The server closed: an error while stdin is open; otherwise the
     /// session finishes once the writer has sent everything (or fails if it
     /// cannot).
     fn closed(&mut self) -> Result<(), ClientError> {
-        let mut out = Vec::new();
-        self.replies.finish(&mut out);
-        self.print(&out)?;
+        self.replies.finish();
         if self.stdin_open {
             return Err(ClientError::ServerClosed {
                 silent_for: self.policy.silent_for(Instant::now()),
@@ -565,8 +601,9 @@ impl<W: Write> Session<W> {
     fn on_timer(&mut self) -> Result<(), ClientError> {
         match self.policy.on_deadline(Instant::now()) {
             Some(Action::SendHeartbeat(n)) if self.stdin_open && !self.mid_line => {
-                log::info!("heartbeat sent #{n}");
+                log::debug!("heartbeat sent #{n}");
                 self.replies.sent(Request::Heartbeat);
+                self.round_trips.sent(Instant::now());
                 self.hand_over(Outgoing::Data([HEARTBEAT, b"\n"].concat()))
             }
             Some(Action::SendHeartbeat(n)) => {

@@ -2,26 +2,40 @@
 //! server answers in request order, so a FIFO of requests tells which reply
 //! line belongs to a heartbeat.
 //!
-//! Replies stream through byte for byte as they arrive, except a heartbeat's
-//! `OK`, which is hidden. A line the user typed as `ok` is echoed `OK` too,
-//! and is shown, because its request is a user line. To keep memory bounded
+//! Replies to the user's lines stream through byte for byte as they arrive;
+//! a heartbeat's reply line is never shown, whatever it says, so stdout
+//! carries exactly the answers to the user's lines. A line the user typed as
+//! `ok` is echoed `OK` too, and is shown, because its request is a user line.
+//! A heartbeat answered with something other than `OK` (a server that does
+//! not speak this heartbeat protocol, such as the article's, which echoes
+//! `HEARTBEAT`) is reported, so the caller can say so. To keep memory bounded
 //! however long a reply line is, [`ReplyMatcher`] holds at most the first
-//! four bytes of a heartbeat's reply line (`OK\r\n`), only until they either
-//! complete the reply or turn out to be something else.
+//! [`PREVIEW_MAX`] bytes of a heartbeat's reply line.
 
 use crate::protocol::HEARTBEAT_REPLY;
 use std::collections::VecDeque;
 
-/// The longest heartbeat reply line: `OK\r\n`.
-const HELD_MAX: usize = HEARTBEAT_REPLY.len() + 2;
+/// How much of a heartbeat's reply line is kept to tell `OK` from other
+/// text, and to quote the other text in a warning.
+pub const PREVIEW_MAX: usize = 64;
 
 /// A request whose reply line has not fully arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     /// A line from the user (or its first piece); its reply is shown.
     Line,
-    /// A heartbeat; its `OK` reply is hidden.
+    /// A heartbeat; its reply is hidden.
     Heartbeat,
+}
+
+/// What one [`ReplyMatcher::feed`] found about heartbeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answers {
+    /// Heartbeats whose reply line ended, `OK` or not.
+    pub answered: u32,
+    /// The first of those replies that was not `OK`: its first bytes
+    /// (at most [`PREVIEW_MAX`]), without the line ending.
+    pub unexpected: Option<Vec<u8>>,
 }
 
 /// Turns the server's bytes into the bytes to show.
@@ -29,12 +43,12 @@ pub enum Request {
 pub struct ReplyMatcher {
     /// Requests in the order sent, each popped at its reply's LF.
     pending: VecDeque<Request>,
-    /// The start of a heartbeat's reply line, while it is a prefix of
-    /// `OK\r\n` or `OK\n`.
-    held: [u8; HELD_MAX],
-    held_len: usize,
-    /// True once the current reply line is known to be shown: its bytes
-    /// stream straight through until its LF.
+    /// The start of the heartbeat reply line being hidden.
+    preview: Vec<u8>,
+    /// True while a heartbeat's reply line is being hidden (its first byte
+    /// has arrived, its LF not yet).
+    hiding: bool,
+    /// True while a reply line to be shown streams through, until its LF.
     streaming: bool,
 }
 
@@ -49,38 +63,27 @@ impl ReplyMatcher {
         self.pending.iter().filter(|r| **r == Request::Line).count()
     }
 
-    /// Appends the bytes of `input` to show to `out`, and returns how many
-    /// heartbeat replies it hid. `out` grows by at most `input.len()` plus
-    /// the few bytes held from before.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> u32 {
-        let mut answered = 0;
+    /// Appends the bytes of `input` to show to `out`, and returns what it
+    /// found about heartbeat replies. `out` grows by at most `input.len()`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Answers {
+        let mut answers = Answers::default();
         let mut rest = input;
         while !rest.is_empty() {
-            if self.streaming || self.pending.front() != Some(&Request::Heartbeat) {
-                rest = self.stream_line(rest, out);
-                continue;
-            }
-            let byte = rest[0];
-            rest = &rest[1..];
-            self.held[self.held_len] = byte;
-            self.held_len += 1;
-            let held = &self.held[..self.held_len];
-            if held == b"OK\n" || held == b"OK\r\n" {
-                self.held_len = 0;
-                self.pending.pop_front();
-                answered += 1;
-            } else if !is_reply_prefix(held) {
-                self.release_held(out);
-            }
+            let heartbeat_next = self.pending.front() == Some(&Request::Heartbeat);
+            rest = if self.hiding || (!self.streaming && heartbeat_next) {
+                self.hide_line(rest, &mut answers)
+            } else {
+                self.stream_line(rest, out)
+            };
         }
-        answered
+        answers
     }
 
-    /// Appends whatever is still held to `out`: the server closed in the
-    /// middle of what might have been a heartbeat's reply.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.held[..self.held_len]);
-        self.held_len = 0;
+    /// The server closed: whatever was held of a heartbeat's unfinished
+    /// reply line is dropped, never shown.
+    pub fn finish(&mut self) {
+        self.preview.clear();
+        self.hiding = false;
     }
 
     /// Streams `input` up to and including the next LF, which ends the
@@ -101,37 +104,60 @@ impl ReplyMatcher {
         }
     }
 
-    /// The held bytes are not a heartbeat's reply: show them, and the rest
-    /// of their line.
-    fn release_held(&mut self, out: &mut Vec<u8>) {
-        let held = &self.held[..self.held_len];
-        out.extend_from_slice(held);
-        let ended = held.ends_with(b"\n");
-        self.held_len = 0;
+    /// Hides `input` up to and including the next LF, which ends the
+    /// heartbeat's reply line, keeping its first bytes; returns the rest.
+    fn hide_line<'a>(&mut self, input: &'a [u8], answers: &mut Answers) -> &'a [u8] {
+        self.hiding = true;
+        let (part, rest, ended) = match memchr::memchr(b'\n', input) {
+            Some(end) => (&input[..end], &input[end + 1..], true),
+            None => (input, &[][..], false),
+        };
+        let room = PREVIEW_MAX - self.preview.len();
+        self.preview
+            .extend_from_slice(&part[..part.len().min(room)]);
         if ended {
-            self.pending.pop_front();
-        } else {
-            self.streaming = true;
+            self.end_heartbeat_reply(answers);
         }
+        rest
     }
-}
 
-/// Whether `held` can still grow into `OK\n` or `OK\r\n`.
-fn is_reply_prefix(held: &[u8]) -> bool {
-    b"OK\r\n".starts_with(held) || b"OK\n".starts_with(held)
+    fn end_heartbeat_reply(&mut self, answers: &mut Answers) {
+        let body = self.preview.strip_suffix(b"\r").unwrap_or(&self.preview);
+        if body != HEARTBEAT_REPLY && answers.unexpected.is_none() {
+            answers.unexpected = Some(body.to_vec());
+        }
+        answers.answered += 1;
+        self.preview.clear();
+        self.hiding = false;
+        self.pending.pop_front();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn show(requests: &[Request], chunks: &[&[u8]]) -> (Vec<u8>, u32, usize) {
+    /// What is shown, the heartbeats answered, the first unexpected answer
+    /// and the requests left pending.
+    fn show(requests: &[Request], chunks: &[&[u8]]) -> (String, u32, Option<String>, usize) {
         let mut matcher = ReplyMatcher::default();
         requests.iter().for_each(|&r| matcher.sent(r));
         let mut out = Vec::new();
-        let answered = chunks.iter().map(|c| matcher.feed(c, &mut out)).sum();
-        matcher.finish(&mut out);
-        (out, answered, matcher.pending.len())
+        let mut answered = 0;
+        let mut unexpected = None;
+        for chunk in chunks {
+            let answers = matcher.feed(chunk, &mut out);
+            answered += answers.answered;
+            unexpected = unexpected.or(answers.unexpected);
+        }
+        matcher.finish();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            text(&out),
+            answered,
+            unexpected.as_deref().map(text),
+            matcher.pending.len(),
+        )
     }
 
     use Request::{Heartbeat as H, Line as L};
@@ -140,7 +166,7 @@ mod tests {
     fn heartbeat_ok_is_hidden_and_typed_ok_is_shown() {
         assert_eq!(
             show(&[L, H, L, H], &[b"A\nOK\nOK\nOK\r\n"]),
-            (b"A\nOK\n".to_vec(), 2, 0)
+            ("A\nOK\n".into(), 2, None, 0)
         );
     }
 
@@ -148,25 +174,60 @@ mod tests {
     fn heartbeat_reply_split_across_chunks() {
         assert_eq!(
             show(&[H, L], &[b"O", b"K", b"\r", b"\nB", b"C\n"]),
-            (b"BC\n".to_vec(), 1, 0)
+            ("BC\n".into(), 1, None, 0)
         );
     }
 
     #[test]
-    fn other_reply_to_a_heartbeat_is_shown() {
+    fn other_reply_to_a_heartbeat_is_hidden_and_reported() {
         assert_eq!(
-            show(&[H, H], &[b"OKAY\nO", b"X\n"]),
-            (b"OKAY\nOX\n".to_vec(), 0, 0)
+            show(&[H, L], &[b"HEARTBEAT\nTWO\n"]),
+            ("TWO\n".into(), 1, Some("HEARTBEAT".into()), 0)
         );
-        assert_eq!(show(&[H], &[b"OK\r\r\n"]), (b"OK\r\r\n".to_vec(), 0, 0));
-        assert_eq!(show(&[H], &[b"\n"]), (b"\n".to_vec(), 0, 0));
+        assert_eq!(
+            show(&[H, H], &[b"OKAY\nO", b"X\r\n"]),
+            (String::new(), 2, Some("OKAY".into()), 0)
+        );
+        assert_eq!(
+            show(&[H], &[b"OK\r\r\n"]),
+            (String::new(), 1, Some("OK\r".into()), 0)
+        );
+        assert_eq!(
+            show(&[H], &[b"\n"]),
+            (String::new(), 1, Some(String::new()), 0)
+        );
+    }
+
+    #[test]
+    fn only_the_first_unexpected_answer_of_a_feed_is_kept() {
+        assert_eq!(
+            show(&[H, H, H], &[b"one\nOK\ntwo\n"]),
+            (String::new(), 3, Some("one".into()), 0)
+        );
+    }
+
+    #[test]
+    fn a_long_unexpected_answer_is_hidden_in_bounded_memory() {
+        let mut matcher = ReplyMatcher::default();
+        matcher.sent(H);
+        matcher.sent(L);
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            let answers = matcher.feed(&[b'x'; 4096], &mut out);
+            assert_eq!(answers, Answers::default());
+            assert!(matcher.preview.len() <= PREVIEW_MAX);
+        }
+        let answers = matcher.feed(b"\nLINE\n", &mut out);
+        assert_eq!(answers.answered, 1);
+        assert_eq!(answers.unexpected, Some(vec![b'x'; PREVIEW_MAX]));
+        assert_eq!(out, b"LINE\n");
     }
 
     #[test]
     fn unsolicited_data_is_shown() {
         assert_eq!(
             show(&[], &[b"ERR server full\n"]),
-            (b"ERR server full\n".to_vec(), 0, 0)
+            ("ERR server full\n".into(), 0, None, 0)
         );
     }
 
@@ -179,13 +240,14 @@ mod tests {
     }
 
     #[test]
-    fn held_bytes_are_shown_if_the_server_closes() {
-        assert_eq!(show(&[H], &[b"OK"]), (b"OK".to_vec(), 0, 1));
+    fn an_unfinished_heartbeat_reply_is_never_shown() {
+        assert_eq!(show(&[H], &[b"OK"]), (String::new(), 0, None, 1));
+        assert_eq!(show(&[H], &[b"HEART"]), (String::new(), 0, None, 1));
     }
 
     #[test]
     fn final_line_without_lf_stays_pending() {
-        assert_eq!(show(&[L, L], &[b"A\n", b"B"]), (b"A\nB".to_vec(), 0, 1));
+        assert_eq!(show(&[L, L], &[b"A\n", b"B"]), ("A\nB".into(), 0, None, 1));
     }
 
     #[test]
@@ -200,7 +262,7 @@ mod tests {
             assert_eq!(out.len(), 4096);
         }
         out.clear();
-        assert_eq!(matcher.feed(b"\nOK\n", &mut out), 1);
+        assert_eq!(matcher.feed(b"\nOK\n", &mut out).answered, 1);
         assert_eq!(out, b"\n");
     }
 }

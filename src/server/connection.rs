@@ -8,6 +8,7 @@
 //! and calling `shutdown` on the socket, which wakes the thread's blocking
 //! read or write.
 
+use super::compat::Compat;
 use super::proxy_header::{self, HeaderError, Source};
 use super::reaper::ConnId;
 use super::timeout_queue::{Activity, Tracked};
@@ -166,9 +167,10 @@ impl Connection {
     /// Echoes lines until the peer stops sending, then sends the rest of the
     /// replies and closes the sending side. Returns the I/O error that ended
     /// it early, if any. Adds each answered heartbeat to `heartbeats`.
-    /// `early` is data already read (what followed a PROXY header), answered
-    /// first as if just read.
-    pub fn serve(&self, heartbeats: &AtomicU64, early: &[u8]) -> io::Result<()> {
+    /// `compat` sees each read's bytes as they came, for framings defined by
+    /// read boundaries. `early` is data already read (what followed a PROXY
+    /// header), answered first as if just read.
+    pub fn serve(&self, heartbeats: &AtomicU64, compat: Compat, early: &[u8]) -> io::Result<()> {
         let mut stream = &self.stream;
         let mut lines = LineHandler::default();
         let mut input = [0u8; READ_CHUNK];
@@ -190,7 +192,7 @@ impl Connection {
             self.activity.touch(Instant::now());
             replies.clear();
             replies.reserve_exact(chunk.len() + REPLY_SLACK);
-            let answered = lines.feed(chunk, &mut replies);
+            let answered = compat.feed(&mut lines, chunk, &mut replies);
             if answered > 0 {
                 heartbeats.fetch_add(u64::from(answered), Ordering::Relaxed);
                 log::debug!("conn {}: heartbeat answered", self.id);

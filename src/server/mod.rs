@@ -18,10 +18,13 @@
 //!   that takes `now` as an argument.
 //! - [`reaper`]: the registry of live connections and the thread that closes
 //!   expired ones.
+//! - [`compat`]: `--compat seed`, the article's unterminated heartbeat, read
+//!   by read, on top of the line protocol.
 //! - [`drain`]: the schedule that spreads a drain's closes evenly.
 //! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
 //! - [`per_ip`]: the per-address connection limit.
 
+pub mod compat;
 pub mod connection;
 pub mod drain;
 pub mod per_ip;
@@ -70,6 +73,8 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     pub max_connections: usize,
     pub socket_options: SocketOptions,
+    /// Framings accepted besides lines (`--compat`).
+    pub compat: compat::Compat,
     /// Every connection must begin with a PROXY protocol header.
     pub proxy_protocol: bool,
     /// Connections one client address may hold; 0 is no limit.
@@ -391,7 +396,7 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         health_check,
         address,
     } = admitted;
-    let served = conn.serve(&shared.heartbeats, &early);
+    let served = conn.serve(&shared.heartbeats, shared.config.compat, &early);
     // The address's slot goes back before the close is logged, so that
     // whoever sees the line may connect again from that address.
     drop(address);

@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+use tcp_heartbeat::server::compat::Compat;
 use tcp_heartbeat::server::{Server, ServerConfig};
 use tcp_heartbeat::sockopt::SocketOptions;
 
@@ -24,6 +25,7 @@ pub fn start_server(idle_timeout: Option<Duration>, max_connections: usize) -> S
         idle_timeout,
         max_connections,
         socket_options: SocketOptions::default(),
+        compat: Compat::None,
         proxy_protocol: false,
         max_connections_per_ip: 0,
     };

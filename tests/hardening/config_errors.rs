@@ -70,6 +70,7 @@ fn zero_negative_and_absurd_values_are_usage_errors() {
         (&["--keepalive-idle", "0"], "whole seconds"),
         (&["--keepalive-interval", "1500ms"], "whole seconds"),
         (&["--user-timeout", "30days"], "too long"),
+        (&["--compat", "article"], "--compat"),
         (&["--no-such-flag"], "--no-such-flag"),
         (&["-v", "-q"], "cannot be used with"),
     ];
@@ -82,6 +83,7 @@ fn zero_negative_and_absurd_values_are_usage_errors() {
 fn bad_environment_values_are_usage_errors() {
     assert_usage_error(&[], &[("HB_MAX_CONNECTIONS", "lots")], "--max-connections");
     assert_usage_error(&[], &[("HB_IDLE_TIMEOUT", "100y")], "too long");
+    assert_usage_error(&[], &[("HB_COMPAT", "SEED!")], "--compat");
 }
 
 #[test]
