@@ -20,10 +20,13 @@
 //!   expired ones.
 //! - [`compat`]: `--compat seed`, the article's unterminated heartbeat, read
 //!   by read, on top of the line protocol.
+//! - [`admission`]: what a connection passes before it is served: the PROXY
+//!   header, the per-address limit.
 //! - [`drain`]: the schedule that spreads a drain's closes evenly.
 //! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
 //! - [`per_ip`]: the per-address connection limit.
 
+pub mod admission;
 pub mod compat;
 pub mod connection;
 pub mod drain;
@@ -33,11 +36,11 @@ pub mod reaper;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
-use connection::{CloseReason, Connection, RefuseReason};
+use admission::Admitted;
+use connection::{CloseReason, Connection};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use log::Level;
-use per_ip::{AddressLimits, AddressSlot};
-use proxy_header::Source;
+use per_ip::AddressLimits;
 use reaper::{ConnId, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, Write};
@@ -64,8 +67,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub const SERVER_FULL: &[u8] = b"ERR server full\n";
 /// Sent to a connection whose thread could not be created.
 pub const SERVER_BUSY: &[u8] = b"ERR server busy\n";
-/// Sent to a connection from an address at `--max-connections-per-ip`.
-pub const TOO_MANY_FROM_ADDRESS: &[u8] = b"ERR too many connections from your address\n";
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -388,20 +389,21 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
-    let Some(admitted) = admit_client(shared, conn) else {
-        return;
-    };
-    let Admitted {
+    let admitted = admission::admit(conn, shared.config.proxy_protocol, &shared.per_ip);
+    let Some(Admitted {
         early,
         health_check,
         address,
-    } = admitted;
+    }) = admitted
+    else {
+        return;
+    };
     let served = conn.serve(&shared.heartbeats, shared.config.compat, &early);
     // The address's slot goes back before the close is logged, so that
     // whoever sees the line may connect again from that address.
     drop(address);
     let client = conn.client_addr();
-    let level = |usual| log_level(health_check, usual);
+    let level = |usual| admission::log_level(health_check, usual);
     match conn.close_reason(&served) {
         Ok(reason) => log::log!(
             level(Level::Info),
@@ -414,86 +416,6 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
             conn.id
         ),
     }
-}
-
-/// A connection let through: what came after its PROXY header, whether it
-/// is the load balancer's health check, and its place in its address's
-/// count, given back when dropped.
-struct Admitted<'a> {
-    early: Vec<u8>,
-    health_check: bool,
-    address: AddressSlot<'a>,
-}
-
-/// The level of a line about a connection that is `usual` for a client's:
-/// debug for a health check.
-fn log_level(health_check: bool, usual: Level) -> Level {
-    if health_check { Level::Debug } else { usual }
-}
-
-/// Reads the PROXY header when `--proxy-protocol` is on, then takes a place
-/// in the client address's count. Refuses the connection (and says why in
-/// the log) when either fails.
-///
-/// The load balancer's own connections (a PROXY header without a client
-/// address, or naming the TCP peer itself: HAProxy's health checks) are
-/// logged at debug level: HAProxy
-/// checks every backend every 2 s, which at info level would be most of the
-/// log.
-fn admit_client<'a>(shared: &'a Shared, conn: &Connection) -> Option<Admitted<'a>> {
-    let mut admitted_early = Vec::new();
-    let mut health_check = false;
-    if shared.config.proxy_protocol {
-        match conn.read_proxy_header() {
-            Ok((source, rest)) => {
-                admitted_early = rest;
-                // HAProxy's checks send a v2 LOCAL header, or with v1 the
-                // check connection's own addresses: no client behind it.
-                health_check = source == Source::Local || source == Source::Client(conn.peer);
-            }
-            Err(error) => {
-                match conn.closed_by() {
-                    Some(reason) => {
-                        log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer)
-                    }
-                    None => log::warn!(
-                        "conn {} from {} refused: {}: {error}",
-                        conn.id,
-                        conn.peer,
-                        RefuseReason::ProxyHeader
-                    ),
-                }
-                conn.refuse(b"");
-                return None;
-            }
-        }
-    }
-    let client = conn.client_addr();
-    let Some(address) = shared.per_ip.claim(client.ip()) else {
-        log::warn!(
-            "conn {} from {client} refused: {}",
-            conn.id,
-            RefuseReason::PerIp
-        );
-        conn.refuse(TOO_MANY_FROM_ADDRESS);
-        return None;
-    };
-    let level = log_level(health_check, Level::Info);
-    if client == conn.peer {
-        log::log!(level, "conn {} from {client} connected", conn.id);
-    } else {
-        log::log!(
-            level,
-            "conn {} from {client} connected via {}",
-            conn.id,
-            conn.peer
-        );
-    }
-    Some(Admitted {
-        early: admitted_early,
-        health_check,
-        address,
-    })
 }
 
 /// A connection's place in the registry and the open count, given back when
