@@ -267,12 +267,7 @@ fn two_clients_started_together_do_not_attempt_in_lockstep() {
     // In lockstep the offsets would differ by scheduling noise alone; with
     // independent full jitter they drift apart by hundreds of ms (a spread
     // this small by chance: about 1 run in 800).
-    let apart = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| x.abs_diff(*y))
-        .max()
-        .unwrap();
+    let apart = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
     assert!(
         apart > ms(100),
         "attempts within {apart:?} of each other: {a:?} vs {b:?}"
@@ -318,7 +313,7 @@ fn connect_timeout_against_dropped_syns() {
     );
     let message = format!("hb-client: cannot connect to {addr}: timed out");
     assert!(
-        client.logged.iter().any(|l| *l == message),
+        client.logged.contains(&message),
         "stderr: {:?}",
         client.logged
     );

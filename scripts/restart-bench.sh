@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A server restart seen by N reconnecting clients (docs/deployment.md): starts
+# hb-server, has `hb-bench restart` hold N connections, restarts the server
+# (SIGNAL, then DOWN seconds with nothing listening, then a new hb-server on
+# the same port) and prints hb-bench's report. Extra arguments go to
+# `hb-bench restart`, e.g. `--no-jitter`. Linux; the two processes hold N
+# descriptors each, so the open-file limit is raised to the hard limit.
+#   N=10000 DOWN=1 scripts/restart-bench.sh [--no-jitter]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-10000}          # connections
+DOWN=${DOWN:-1}        # seconds with nothing listening
+SIGNAL=${SIGNAL:-TERM} # how the server is stopped
+PORT=${PORT:-5099}
+SERVER_ARGS=${SERVER_ARGS:-}  # e.g. "--drain 10s"
+BIN=target/release
+OUT=target/restart-bench
+mkdir -p "$OUT"
+cargo build --release --bins -q
+ulimit -n "$(ulimit -Hn)"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# start_server: sets SRV_PID once it listens on PORT.
+start_server() {
+  rm -f "$OUT/server.out"
+  # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
+  "$BIN/hb-server" -q --listen "127.0.0.1:$PORT" --max-connections $((N + 1000)) \
+    --idle-timeout 0 $SERVER_ARGS > "$OUT/server.out" 2>> "$OUT/server.err" &
+  SRV_PID=$!
+  PIDS+=("$SRV_PID")
+  until grep -q '^listening on' "$OUT/server.out" 2>/dev/null; do sleep 0.01; done
+}
+
+# wait_for FILE TEXT: polls until FILE contains TEXT.
+wait_for() { until grep -q "$2" "$1" 2>/dev/null; do sleep 0.05; done; }
+
+start_server
+: > "$OUT/bench.err"
+"$BIN/hb-bench" --target "127.0.0.1:$PORT" restart -c "$N" "$@" \
+  > "$OUT/bench.out" 2> "$OUT/bench.err" &
+BENCH=$!
+PIDS+=("$BENCH")
+wait_for "$OUT/bench.err" 'restart the server now'
+kill "-$SIGNAL" "$SRV_PID"
+wait "$SRV_PID" || true
+sleep "$DOWN"
+start_server
+status=0
+wait "$BENCH" || status=$?
+cat "$OUT/bench.out"
+kill -TERM "$SRV_PID"
+wait "$SRV_PID" || true
+exit "$status"
