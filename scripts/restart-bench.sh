@@ -14,6 +14,7 @@ DOWN=${DOWN:-1}        # seconds with nothing listening
 SIGNAL=${SIGNAL:-TERM} # how the server is stopped
 PORT=${PORT:-5099}
 SERVER_ARGS=${SERVER_ARGS:-}  # e.g. "--drain 10s"
+THREADS=${THREADS:-1}  # hb-bench worker threads
 BIN=target/release
 OUT=target/restart-bench
 mkdir -p "$OUT"
@@ -40,7 +41,7 @@ wait_for() { until grep -q "$2" "$1" 2>/dev/null; do sleep 0.05; done; }
 
 start_server
 : > "$OUT/bench.err"
-"$BIN/hb-bench" --target "127.0.0.1:$PORT" restart -c "$N" "$@" \
+"$BIN/hb-bench" --target "127.0.0.1:$PORT" --threads "$THREADS" restart -c "$N" "$@" \
   > "$OUT/bench.out" 2> "$OUT/bench.err" &
 BENCH=$!
 PIDS+=("$BENCH")
