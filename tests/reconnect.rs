@@ -2,8 +2,9 @@
 //! backoff measured against nothing listening and against a listener that
 //! accepts and closes, two clients out of lockstep, a connect timeout
 //! against a listener whose backlog is full, riding through a real server's
-//! restart, unanswered lines, stdin ending while disconnected, and the
-//! message when an idle timeout closes the connection.
+//! restart, unanswered lines, stdin ending while disconnected, an
+//! unresponsive server's exit code after the last attempt, `HB_RECONNECT`,
+//! and the message when an idle timeout closes the connection.
 
 mod common;
 
@@ -448,5 +449,96 @@ fn bad_reconnect_flags_give_exit_2() {
         let mut client = ClientProcess::start(closed_port(), args);
         let status = client.wait_exit(PATIENCE);
         assert_eq!(status.code(), Some(2), "{args:?}: {:?}", client.logged);
+    }
+}
+
+/// A server that accepts every connection and holds it, answering nothing;
+/// the channel gets the time of each accept.
+fn silent_server() -> (SocketAddr, Receiver<Instant>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = channel::unbounded();
+    thread::Builder::new()
+        .name("fake-silent".into())
+        .spawn(move || {
+            let mut held = Vec::new();
+            for connection in listener.incoming() {
+                held.push(connection);
+                if tx.send(Instant::now()).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn fake server");
+    (addr, rx)
+}
+
+#[test]
+fn an_unresponsive_server_is_retried_and_the_last_failure_gives_exit_3() {
+    let (addr, accepts) = silent_server();
+    let mut client = ClientProcess::start(
+        addr,
+        &[
+            "--heartbeat-idle",
+            "200ms",
+            "--heartbeat-interval",
+            "100ms",
+            "--heartbeat-retries",
+            "1",
+            "--reconnect",
+            "--reconnect-min",
+            "100ms",
+            "--reconnect-max",
+            "100ms",
+            "--reconnect-attempts",
+            "2",
+        ],
+    );
+    let status = client.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(3), "stderr: {:?}", client.logged);
+    // The first connection and the two attempts, and no more.
+    for n in 1..=3 {
+        accepts
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("connection {n} not accepted: {:?}", client.logged));
+    }
+    assert!(accepts.try_recv().is_err(), "a fourth connection");
+    assert!(
+        client
+            .logged
+            .last()
+            .is_some_and(|l| l.starts_with("hb-client: server unresponsive: nothing received for ")),
+        "stderr: {:?}",
+        client.logged
+    );
+}
+
+#[test]
+fn hb_reconnect_in_the_environment_turns_it_on_and_off() {
+    let addr = closed_port();
+    for (value, reconnects) in [("true", true), ("false", false)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hb-client"))
+            .args(["--connect", &addr.to_string()])
+            .env("HB_RECONNECT", value)
+            .env("HB_RECONNECT_ATTEMPTS", "3")
+            .env("HB_RECONNECT_MIN", "50ms")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hb-client");
+        let log = common::lines_of(child.stderr.take().unwrap());
+        let status = common::wait_exit(&mut child, PATIENCE);
+        // The reader thread ends at stderr's EOF, closing the channel.
+        let mut lines = Vec::new();
+        while let Ok(line) = log.recv_timeout(PATIENCE) {
+            lines.push(line);
+        }
+        assert_eq!(status.code(), Some(1), "HB_RECONNECT={value}: {lines:?}");
+        assert_eq!(
+            lines.iter().any(|l| l.contains("(attempt 3)")),
+            reconnects,
+            "HB_RECONNECT={value}: {lines:?}"
+        );
     }
 }
