@@ -542,3 +542,30 @@ fn hb_reconnect_in_the_environment_turns_it_on_and_off() {
         );
     }
 }
+
+#[test]
+fn a_malformed_address_is_not_retried() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hb-client"))
+        .args(["--connect", "nonsense", "--reconnect"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hb-client");
+    let log = common::lines_of(child.stderr.take().unwrap());
+    let status = common::wait_exit(&mut child, Duration::from_secs(2));
+    let mut lines = Vec::new();
+    while let Ok(line) = log.recv_timeout(PATIENCE) {
+        lines.push(line);
+    }
+    assert_eq!(status.code(), Some(1), "stderr: {lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("hb-client: cannot connect to nonsense: invalid socket address"),
+        "stderr: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("reconnecting")),
+        "{lines:?}"
+    );
+}
