@@ -569,3 +569,33 @@ fn a_malformed_address_is_not_retried() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn the_rest_of_a_line_cut_by_the_loss_is_dropped() {
+    // A server that reads the first 4 KiB piece of a long line and closes.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    let cutter = thread::Builder::new()
+        .name("fake-cutter".into())
+        .spawn(move || {
+            use std::io::Read;
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut head = vec![0; 4096];
+            stream.read_exact(&mut head).expect("read the line's start");
+            head
+        })
+        .expect("spawn fake server");
+    let mut client = ClientProcess::start(addr, &QUICK_RECONNECT);
+    // Exactly one piece: 4096 bytes of a line whose LF has not come yet.
+    client.send(&[b'a'; 4096]);
+    assert_eq!(cutter.join().expect("fake server"), vec![b'a'; 4096]);
+    client.wait_log("1 line(s) sent without a reply before the connection was lost");
+    client.send(&[b'b'; 5000]);
+    client.send(b"\nnext\n");
+    let _server = restart_server(addr);
+    client.wait_output(b"NEXT\n");
+    client.close_stdin();
+    let status = client.wait_exit(PATIENCE);
+    assert_eq!(String::from_utf8_lossy(&client.output), "NEXT\n");
+    assert_eq!(status.code(), Some(0), "stderr: {:?}", client.logged);
+}
