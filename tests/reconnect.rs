@@ -429,9 +429,9 @@ fn an_idle_timeout_shorter_than_the_heartbeat_is_named() {
         .unwrap_or_else(|| panic!("stderr: {:?}", client.logged));
     assert!(
         message.ends_with(
-            "s of silence, before the next heartbeat was due: an idle timeout on the path \
-             (the server's or a load balancer's) is shorter than --heartbeat-idle 5s; \
-             set --heartbeat-idle below it"
+            "s of silence, before the next heartbeat was due: if it keeps closing after \
+             that much silence, an idle timeout on the path (the server's or a load \
+             balancer's) is shorter than --heartbeat-idle 5s; set --heartbeat-idle below it"
         ),
         "{message}"
     );

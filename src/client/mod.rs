@@ -132,8 +132,9 @@ impl fmt::Display for ClientError {
             } if (IDLE_TIMEOUT_SUSPECTED_AFTER..*idle).contains(silent_for) => write!(
                 f,
                 "server closed the connection after {} of silence, before the next heartbeat \
-                 was due: an idle timeout on the path (the server's or a load balancer's) is \
-                 shorter than --heartbeat-idle {}; set --heartbeat-idle below it",
+                 was due: if it keeps closing after that much silence, an idle timeout on the \
+                 path (the server's or a load balancer's) is shorter than --heartbeat-idle {}; \
+                 set --heartbeat-idle below it",
                 display_duration(*silent_for),
                 display_duration(*idle)
             ),
