@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 OS_TARGETS = x86_64-pc-windows-gnu x86_64-apple-darwin
 
-.PHONY: build run-server run-client test lint check-os bench faults faults-report hardening-full
+.PHONY: build run-server run-client test test-windows lint check-os bench faults faults-report hardening-full
 
 build:
 	$(CARGO) build --release
@@ -28,6 +28,12 @@ lint:
 check-os:
 	rustup target add $(OS_TARGETS)
 	for target in $(OS_TARGETS); do $(CARGO) check --lib --bins --target $$target || exit 1; done
+
+# The Windows build under Wine: builds the .exe files with mingw-w64 and
+# runs the process tests (tests/portable.rs, client.rs, server.rs) against
+# them (scripts/test-windows.sh; needs mingw-w64, wine64, wine).
+test-windows:
+	scripts/test-windows.sh
 
 # Criterion micro-benchmarks of the timeout queue, then the server runs of
 # scripts/bench.sh (Linux; a few minutes) and their table. Numbers and the

@@ -11,12 +11,13 @@
 //!   the timeout queue and the reaper that closes idle connections, and the
 //!   article's heartbeat framing (`--compat seed`).
 //! - [`client`]: the client's coordinator and its threads, the heartbeat
-//!   policy, the matching of replies to requests and the heartbeat round
-//!   trips.
+//!   policy, the matching of replies to requests, the heartbeat round
+//!   trips, and `--reconnect` with its backoff policy.
 //! - What both share: [`protocol`] (the wire protocol's line handling, no
 //!   I/O), [`sockopt`] (TCP keepalive and user timeout on every OS),
-//!   [`config`] (command-line values both binaries parse) and [`fdlimit`]
-//!   (raising the open-file limit for 10,000+ connections).
+//!   [`config`] (command-line values both binaries parse), [`fdlimit`]
+//!   (raising the open-file limit for 10,000+ connections) and [`wake`]
+//!   (waking a thread blocked on a socket, which differs on Windows).
 //!
 //! The load generator behind `hb-bench` is not part of the library: it lives
 //! with its binary (`src/bin/hb-bench/`) behind the default `bench` feature,
@@ -28,3 +29,4 @@ pub mod fdlimit;
 pub mod protocol;
 pub mod server;
 pub mod sockopt;
+pub mod wake;

@@ -215,7 +215,15 @@ fn bad_flags_give_exit_2() {
 #[test]
 fn sigint_and_sigterm_give_exit_130() {
     let server = ServerProcess::start(&[]);
-    for name in ["INT", "TERM"] {
+    let signals: &[&str] = if common::skipped_on_other_build(
+        "sigint_and_sigterm_give_exit_130 (SIGTERM)",
+        "Windows has no SIGTERM, and Wine ends a program at SIGTERM without telling it",
+    ) {
+        &["INT"]
+    } else {
+        &["INT", "TERM"]
+    };
+    for &name in signals {
         let mut client = ClientProcess::start(server.addr, &[]);
         client.wait_log("connected to");
         common::signal(client.child.id(), name);

@@ -249,7 +249,7 @@ fn two_clients_started_together_do_not_attempt_in_lockstep() {
         "--reconnect-max",
         "800ms",
         "--reconnect-attempts",
-        "6",
+        "8",
     ];
     let (addr_a, accepts_a) = accept_and_close();
     let (addr_b, accepts_b) = accept_and_close();
@@ -261,13 +261,13 @@ fn two_clients_started_together_do_not_attempt_in_lockstep() {
     assert_eq!(status_b.code(), Some(1), "stderr: {log_b:#?}");
     let offsets = |accepts: &Receiver<Instant>| -> Vec<Duration> {
         let times: Vec<Instant> = accepts.try_iter().collect();
-        assert_eq!(times.len(), 7, "accepts: {times:?}");
+        assert_eq!(times.len(), 9, "accepts: {times:?}");
         times.iter().map(|t| *t - times[0]).collect()
     };
     let (a, b) = (offsets(&accepts_a), offsets(&accepts_b));
     // In lockstep the offsets would differ by scheduling noise alone; with
     // independent full jitter they drift apart by hundreds of ms (a spread
-    // this small by chance: about 1 run in 800).
+    // this small by chance, simulated: about 1 run in 25,000).
     let apart = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
     assert!(
         apart > ms(100),
@@ -429,9 +429,9 @@ fn an_idle_timeout_shorter_than_the_heartbeat_is_named() {
         .unwrap_or_else(|| panic!("stderr: {:?}", client.logged));
     assert!(
         message.ends_with(
-            "s of silence, before the next heartbeat was due: an idle timeout on the path \
-             (the server's or a load balancer's) is shorter than --heartbeat-idle 5s; \
-             set --heartbeat-idle below it"
+            "s of silence, before the next heartbeat was due: if it keeps closing after \
+             that much silence, an idle timeout on the path (the server's or a load \
+             balancer's) is shorter than --heartbeat-idle 5s; set --heartbeat-idle below it"
         ),
         "{message}"
     );
@@ -541,4 +541,61 @@ fn hb_reconnect_in_the_environment_turns_it_on_and_off() {
             "HB_RECONNECT={value}: {lines:?}"
         );
     }
+}
+
+#[test]
+fn a_malformed_address_is_not_retried() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hb-client"))
+        .args(["--connect", "nonsense", "--reconnect"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hb-client");
+    let log = common::lines_of(child.stderr.take().unwrap());
+    let status = common::wait_exit(&mut child, Duration::from_secs(2));
+    let mut lines = Vec::new();
+    while let Ok(line) = log.recv_timeout(PATIENCE) {
+        lines.push(line);
+    }
+    assert_eq!(status.code(), Some(1), "stderr: {lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("hb-client: cannot connect to nonsense: invalid socket address"),
+        "stderr: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("reconnecting")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn the_rest_of_a_line_cut_by_the_loss_is_dropped() {
+    // A server that reads the first 4 KiB piece of a long line and closes.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    let cutter = thread::Builder::new()
+        .name("fake-cutter".into())
+        .spawn(move || {
+            use std::io::Read;
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut head = vec![0; 4096];
+            stream.read_exact(&mut head).expect("read the line's start");
+            head
+        })
+        .expect("spawn fake server");
+    let mut client = ClientProcess::start(addr, &QUICK_RECONNECT);
+    // Exactly one piece: 4096 bytes of a line whose LF has not come yet.
+    client.send(&[b'a'; 4096]);
+    assert_eq!(cutter.join().expect("fake server"), vec![b'a'; 4096]);
+    client.wait_log("1 line(s) sent without a reply before the connection was lost");
+    client.send(&[b'b'; 5000]);
+    client.send(b"\nnext\n");
+    let _server = restart_server(addr);
+    client.wait_output(b"NEXT\n");
+    client.close_stdin();
+    let status = client.wait_exit(PATIENCE);
+    assert_eq!(String::from_utf8_lossy(&client.output), "NEXT\n");
+    assert_eq!(status.code(), Some(0), "stderr: {:?}", client.logged);
 }

@@ -171,6 +171,13 @@ fn threads_and_descriptors_return_to_baseline() {
     wait_for("the thread count to return to its baseline", || {
         proc_status(pid, "Threads") == threads
     });
+    if skipped_on_other_build(
+        "threads_and_descriptors_return_to_baseline (descriptors)",
+        "a Wine process holds descriptors of Wine's own too: in a fresh prefix the \
+         count stayed above the baseline taken at start",
+    ) {
+        return;
+    }
     wait_for("the descriptor count to return to its baseline", || {
         open_fds(pid) == fds
     });
@@ -220,6 +227,13 @@ fn a_10_mb_line_streams_through_in_bounded_memory() {
 #[cfg(unix)]
 #[test]
 fn sigterm_with_100_idle_connections_exits_0_within_a_second() {
+    if skipped_on_other_build(
+        "sigterm_with_100_idle_connections_exits_0_within_a_second",
+        "Windows has no SIGTERM, and Wine ends a program at SIGTERM without telling it; \
+         tests/portable.rs tests Ctrl-C",
+    ) {
+        return;
+    }
     let mut server = ServerProcess::start(&[]);
     let mut clients: Vec<_> = (0..100).map(|_| connect(server.addr)).collect();
     for c in &mut clients {

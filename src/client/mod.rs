@@ -42,6 +42,7 @@ pub mod round_trips;
 use crate::config::display_duration;
 use crate::protocol::HEARTBEAT;
 use crate::sockopt::{self, SocketOptions};
+use crate::wake;
 use crossbeam::channel::{self, Receiver, Sender};
 use heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
 use replies::{ReplyMatcher, Request};
@@ -95,7 +96,7 @@ pub enum Outcome {
 /// Why a session failed.
 #[derive(Debug)]
 pub enum ClientError {
-    /// Connecting (or setting socket options) failed.
+    /// Connecting failed.
     Connect { addr: String, source: io::Error },
     /// The server closed the connection while stdin was still open,
     /// `silent_for` after its last byte (or the connection's start).
@@ -131,8 +132,9 @@ impl fmt::Display for ClientError {
             } if (IDLE_TIMEOUT_SUSPECTED_AFTER..*idle).contains(silent_for) => write!(
                 f,
                 "server closed the connection after {} of silence, before the next heartbeat \
-                 was due: an idle timeout on the path (the server's or a load balancer's) is \
-                 shorter than --heartbeat-idle {}; set --heartbeat-idle below it",
+                 was due: if it keeps closing after that much silence, an idle timeout on the \
+                 path (the server's or a load balancer's) is shorter than --heartbeat-idle {}; \
+                 set --heartbeat-idle below it",
                 display_duration(*silent_for),
                 display_duration(*idle)
             ),
@@ -157,8 +159,9 @@ impl std::error::Error for ClientError {}
 
 /// Resolves `addr` and connects to each address it names in turn, each
 /// bounded by the connect timeout, until one succeeds; applies the
-/// configured socket options. Fails with the last address's error. (The
-/// resolution itself is the OS resolver's and is not bounded.)
+/// configured socket options that the OS accepts. Fails with the last
+/// address's error. (The resolution itself is the OS resolver's and is not
+/// bounded.)
 pub fn connect(addr: &str, config: &ClientConfig) -> Result<TcpStream, ClientError> {
     let failed = |source| ClientError::Connect {
         addr: addr.to_string(),
@@ -181,7 +184,8 @@ pub fn connect(addr: &str, config: &ClientConfig) -> Result<TcpStream, ClientErr
 
 fn connect_to(candidate: SocketAddr, config: &ClientConfig) -> io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&candidate, config.connect_timeout)?;
-    sockopt::apply(&stream, &config.socket_options)?;
+    // Never fatal: what the OS refuses is skipped and warned about once.
+    sockopt::apply(&stream, &config.socket_options);
     Ok(stream)
 }
 
@@ -251,8 +255,7 @@ fn run_session<W: Write>(
     let (outgoing, written, writer) = match spawn_socket_writer(Arc::clone(&socket)) {
         Ok(spawned) => spawned,
         Err(e) => {
-            let _ = socket.shutdown(Shutdown::Both);
-            join_socket_thread("reader", reader);
+            stop_socket_threads(&socket, [("reader", reader)]);
             return not_started(e);
         }
     };
@@ -290,17 +293,24 @@ fn run_session<W: Write>(
     };
     // The coordinator's channels are gone with it, so the reader's and the
     // writer's next sends fail and they end; dropping `outgoing` ends the
-    // writer's wait for work, and the shutdown wakes a blocked read or write.
+    // writer's wait for work, and the wake-up ends a blocked read or write.
     drop(session);
-    let _ = socket.shutdown(Shutdown::Both);
-    join_socket_thread("reader", reader);
-    join_socket_thread("writer", writer);
+    stop_socket_threads(&socket, [("reader", reader), ("writer", writer)]);
     end
 }
 
-fn join_socket_thread(name: &str, handle: JoinHandle<()>) {
-    if handle.join().is_err() {
-        log::error!("the socket {name} panicked");
+/// Wakes the socket reader and writer (or the reader alone, when the writer
+/// could not start) from whatever call they are blocked in, on every OS
+/// (see [`wake`]), and joins them. The client's one place that stops its
+/// socket threads.
+fn stop_socket_threads<const N: usize>(socket: &TcpStream, threads: [(&str, JoinHandle<()>); N]) {
+    // Fails only if the socket is already shut down or reset: nothing left
+    // to wake.
+    let _ = wake::shutdown_and_wake(socket, Shutdown::Both);
+    for (name, handle) in threads {
+        if handle.join().is_err() {
+            log::error!("the socket {name} panicked");
+        }
     }
 }
 

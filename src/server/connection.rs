@@ -13,6 +13,7 @@ use super::proxy_header::{self, HeaderError, Source};
 use super::reaper::ConnId;
 use super::timeout_queue::{Activity, Tracked};
 use crate::protocol::LineHandler;
+use crate::wake;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -110,15 +111,17 @@ impl Connection {
         }
     }
 
-    /// Closes the connection from outside its thread. `Shutdown::Read` lets
-    /// the thread finish the reply it is writing; `Both` aborts it too.
+    /// Closes the connection from outside its thread: the one way to, so the
+    /// thread is woken on every OS. `Shutdown::Read` lets the thread finish
+    /// the reply it is writing (on Unix; see [`wake::shutdown_and_wake`]);
+    /// `Both` aborts it too.
     pub fn close(&self, reason: CloseReason, how: Shutdown) {
         let _ =
             self.closed_by
                 .compare_exchange(0, reason.code(), Ordering::Relaxed, Ordering::Relaxed);
         // Fails only if the socket is already shut down or reset: nothing left
         // to wake.
-        let _ = self.stream.shutdown(how);
+        let _ = wake::shutdown_and_wake(&self.stream, how);
     }
 
     /// The client's address: the PROXY header's source once read, else the

@@ -6,7 +6,8 @@
 //! `hb-accept` (accept loop), `hb-reaper` (when an idle timeout is set) and one `hb-conn-<id>` per connection. Shutdown drops the
 //! acceptor's stop channel and wakes its blocking `accept` by connecting to
 //! the listener; closes the reading side of every connection so each thread
-//! finishes the reply it is writing and ends; after a grace period aborts any
+//! finishes the reply it is writing and ends (on Windows a pending write is
+//! cancelled too: see [`crate::wake`]); after a grace period aborts any
 //! still blocked in a write; then waits for every thread. A drain
 //! ([`Server::drain`]) first closes the connections one by one over a chosen
 //! time, then shuts down the same way.
@@ -344,9 +345,9 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
         refuse(stream, SERVER_FULL);
         return;
     }
-    if let Err(e) = prepare(&stream, &shared.config.socket_options) {
-        log::warn!("conn {id} from {peer}: socket options not set: {e}");
-    }
+    // What the OS refuses is skipped and warned about once per process.
+    sockopt::set_nodelay(&stream);
+    sockopt::apply(&stream, &shared.config.socket_options);
     let now = Instant::now();
     let conn = Arc::new(Connection::new(id, peer, stream, now));
     shared.open.fetch_add(1, Ordering::Relaxed);
@@ -371,11 +372,6 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
             conn.refuse(SERVER_BUSY);
         }
     }
-}
-
-fn prepare(stream: &TcpStream, options: &SocketOptions) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    sockopt::apply(stream, options)
 }
 
 /// Tells a refused client why, without blocking the accept loop on it.

@@ -80,7 +80,18 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// The build under test (see [`launcher`]), on 127.0.0.1:0.
     pub fn start(args: &[&str]) -> ServerProcess {
+        Self::spawn(
+            launcher("HB_TEST_SERVER_CMD", env!("CARGO_BIN_EXE_hb-server")),
+            "127.0.0.1:0",
+            args,
+        )
+    }
+
+    /// The Linux build of this checkout, whatever the launcher says: for the
+    /// Windows build's client to face a server the test can freeze.
+    pub fn start_native(args: &[&str]) -> ServerProcess {
         Self::spawn(
             Command::new(env!("CARGO_BIN_EXE_hb-server")),
             "127.0.0.1:0",
@@ -166,8 +177,9 @@ pub struct ClientProcess {
 }
 
 impl ClientProcess {
+    /// The build under test (see [`launcher`]), connected to `addr`.
     pub fn start(addr: SocketAddr, args: &[&str]) -> ClientProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hb-client"))
+        let mut child = launcher("HB_TEST_CLIENT_CMD", env!("CARGO_BIN_EXE_hb-client"))
             .args(["--connect", &addr.to_string()])
             .args(args)
             .stdin(Stdio::piped())
@@ -260,6 +272,40 @@ impl Drop for ClientProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The command that starts a binary under test: the words of the
+/// environment variable `var` when set (split at whitespace, e.g.
+/// `/usr/lib/wine/wine64 Z:\\build\\hb-server.exe`, as `make test-windows`
+/// sets `HB_TEST_SERVER_CMD` and `HB_TEST_CLIENT_CMD`), else `native`, the
+/// binary cargo built. So the same tests run against the Windows build.
+pub fn launcher(var: &str, native: &str) -> Command {
+    match std::env::var(var) {
+        Ok(words) if !words.trim().is_empty() => {
+            let mut words = words.split_whitespace();
+            let mut command = Command::new(words.next().expect("not empty"));
+            command.args(words);
+            command
+        }
+        _ => Command::new(native),
+    }
+}
+
+/// Whether the binaries under test are another build, started through
+/// [`launcher`] (under Wine, the Windows build).
+pub fn other_build() -> bool {
+    ["HB_TEST_SERVER_CMD", "HB_TEST_CLIENT_CMD"]
+        .iter()
+        .any(|var| std::env::var(var).is_ok_and(|v| !v.trim().is_empty()))
+}
+
+/// For a test that cannot run against another build: says so with `reason`
+/// and returns true when one is under test.
+pub fn skipped_on_other_build(test: &str, reason: &str) -> bool {
+    if other_build() {
+        println!("SKIPPED: {test}: not on the launcher's build: {reason}");
+    }
+    other_build()
 }
 
 /// Sends a signal by name (TERM, INT, KILL, STOP, CONT).

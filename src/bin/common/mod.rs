@@ -5,7 +5,11 @@
 use clap::Parser;
 use crossbeam::channel;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+#[cfg(windows)]
+mod console;
 
 /// `-v` / `-q`, identical in every binary.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,15 +48,25 @@ pub const EXIT_SIGNALLED: u8 = 130;
 /// Turns Ctrl-C / SIGTERM into a message on the returned channel; a second
 /// one exits at once with [`EXIT_SIGNALLED`]. The handler does nothing
 /// else: the program decides what a signal means.
+///
+/// On Windows the console's events stand in for signals: Ctrl-C and
+/// Ctrl-Break (through ctrlc), and the console closing and system shutdown
+/// (through `console.rs`) all send the same message.
 pub fn signal_channel() -> Result<channel::Receiver<()>, ctrlc::Error> {
     let (tx, rx) = channel::bounded(1);
-    let signalled = AtomicBool::new(false);
-    ctrlc::set_handler(move || {
+    let signalled = Arc::new(AtomicBool::new(false));
+    let on_signal = move || {
         if signalled.swap(true, Ordering::SeqCst) {
             std::process::exit(i32::from(EXIT_SIGNALLED));
         }
         let _ = tx.try_send(());
-    })?;
+    };
+    #[cfg(windows)]
+    let for_console = on_signal.clone();
+    ctrlc::set_handler(on_signal)?;
+    // After ctrlc's, so that the console asks this handler first.
+    #[cfg(windows)]
+    console::on_close(for_console).map_err(ctrlc::Error::System)?;
     Ok(rx)
 }
 
