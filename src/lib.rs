@@ -11,8 +11,8 @@
 //!   the timeout queue and the reaper that closes idle connections, and the
 //!   article's heartbeat framing (`--compat seed`).
 //! - [`client`]: the client's coordinator and its threads, the heartbeat
-//!   policy, the matching of replies to requests and the heartbeat round
-//!   trips.
+//!   policy, the matching of replies to requests, the heartbeat round
+//!   trips, and `--reconnect` with its backoff policy.
 //! - What both share: [`protocol`] (the wire protocol's line handling, no
 //!   I/O), [`sockopt`] (TCP keepalive and user timeout on every OS),
 //!   [`config`] (command-line values both binaries parse), [`fdlimit`]

@@ -8,7 +8,9 @@
 //! the listener; closes the reading side of every connection so each thread
 //! finishes the reply it is writing and ends (on Windows a pending write is
 //! cancelled too: see [`crate::wake`]); after a grace period aborts any
-//! still blocked in a write; then waits for every thread.
+//! still blocked in a write; then waits for every thread. A drain
+//! ([`Server::drain`]) first closes the connections one by one over a chosen
+//! time, then shuts down the same way.
 //!
 //! Map of the server:
 //! - this module: the accept loop, the connection limit and shutdown.
@@ -19,15 +21,27 @@
 //!   expired ones.
 //! - [`compat`]: `--compat seed`, the article's unterminated heartbeat, read
 //!   by read, on top of the line protocol.
+//! - [`admission`]: what a connection passes before it is served: the PROXY
+//!   header, the per-address limit.
+//! - [`drain`]: the schedule that spreads a drain's closes evenly.
+//! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
+//! - [`per_ip`]: the per-address connection limit.
 
+pub mod admission;
 pub mod compat;
 pub mod connection;
+pub mod drain;
+pub mod per_ip;
+pub mod proxy_header;
 pub mod reaper;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
+use admission::Admitted;
 use connection::{CloseReason, Connection};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use log::Level;
+use per_ip::AddressLimits;
 use reaper::{ConnId, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, Write};
@@ -63,6 +77,10 @@ pub struct ServerConfig {
     pub socket_options: SocketOptions,
     /// Framings accepted besides lines (`--compat`).
     pub compat: compat::Compat,
+    /// Every connection must begin with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// Connections one client address may hold; 0 is no limit.
+    pub max_connections_per_ip: usize,
 }
 
 /// Counts over the server's lifetime, reported at exit.
@@ -87,6 +105,7 @@ pub struct Stats {
 struct Shared {
     config: ServerConfig,
     registry: Registry<Arc<Connection>>,
+    per_ip: AddressLimits,
     /// Incremented only by the acceptor (so check-then-admit is race free),
     /// decremented by each connection thread as it ends.
     open: AtomicUsize,
@@ -131,6 +150,7 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             registry: Registry::new(config.idle_timeout),
+            per_ip: AddressLimits::new(config.max_connections_per_ip),
             config,
             open: AtomicUsize::new(0),
             served: AtomicU64::new(0),
@@ -177,13 +197,39 @@ impl Server {
         self.shared.summary()
     }
 
+    /// Closes the listener at once (new connections are refused), then
+    /// closes the open connections spread evenly over `duration`, each after
+    /// the reply it is writing, then shuts down as [`shutdown`](Self::shutdown)
+    /// does. A zero `duration` is [`shutdown`](Self::shutdown).
+    pub fn drain(mut self, duration: Duration) -> Summary {
+        self.close_listener();
+        if !duration.is_zero() {
+            let mut connections = Vec::new();
+            self.shared
+                .registry
+                .for_each(|c| connections.push(c.clone()));
+            drain::run(
+                &connections,
+                duration,
+                &self.threads_done,
+                &self.shared.open,
+            );
+        }
+        self.shutdown()
+    }
+
+    /// Stops the acceptor, which drops the listening socket. Idempotent.
+    fn close_listener(&mut self) {
+        if let Some(stop_tx) = self.stop_accepting.take() {
+            drop(stop_tx);
+            wake_acceptor(self.local_addr);
+            join("hb-accept", self.acceptor.take());
+        }
+    }
+
+    /// Idempotent: a second call finds no connection and no thread left.
     fn stop(&mut self) {
-        let Some(stop_tx) = self.stop_accepting.take() else {
-            return;
-        };
-        drop(stop_tx);
-        wake_acceptor(self.local_addr);
-        join("hb-accept", self.acceptor.take());
+        self.close_listener();
         self.close_connections();
         self.shared.registry.stop();
         join("hb-reaper", self.reaper.take());
@@ -318,7 +364,6 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
             // Joined through `threads_done` at shutdown instead of by handle:
             // a handle per connection would have to be collected as each ends.
             shared.served.fetch_add(1, Ordering::Relaxed);
-            log::info!("conn {id} from {peer} connected");
         }
         Err(e) => {
             log::error!("conn {id} from {peer} refused: cannot start a thread: {e}");
@@ -340,10 +385,32 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
-    let served = conn.serve(&shared.heartbeats, shared.config.compat);
+    let admitted = admission::admit(conn, shared.config.proxy_protocol, &shared.per_ip);
+    let Some(Admitted {
+        early,
+        health_check,
+        address,
+    }) = admitted
+    else {
+        return;
+    };
+    let served = conn.serve(&shared.heartbeats, shared.config.compat, &early);
+    // The address's slot goes back before the close is logged, so that
+    // whoever sees the line may connect again from that address.
+    drop(address);
+    let client = conn.client_addr();
+    let level = |usual| admission::log_level(health_check, usual);
     match conn.close_reason(&served) {
-        Ok(reason) => log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer),
-        Err(error) => log::warn!("conn {} from {} closed: {error}", conn.id, conn.peer),
+        Ok(reason) => log::log!(
+            level(Level::Info),
+            "conn {} from {client} closed: {reason}",
+            conn.id
+        ),
+        Err(error) => log::log!(
+            level(Level::Warn),
+            "conn {} from {client} closed: {error}",
+            conn.id
+        ),
     }
 }
 
