@@ -42,6 +42,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A duration for messages: rounded to milliseconds and written in seconds
+/// (`50s`, `1.3s`, `0.25s`), not humantime's `50s 92us 578ns`.
+pub fn display_duration(duration: Duration) -> String {
+    let millis = (duration.as_nanos() + 500_000) / 1_000_000;
+    let (secs, fraction) = (millis / 1000, millis % 1000);
+    if fraction == 0 {
+        return format!("{secs}s");
+    }
+    let digits = format!("{fraction:03}");
+    format!("{secs}.{}s", digits.trim_end_matches('0'))
+}
+
 /// A keepalive time: whole seconds from 1s to 32767s, since that is what the
 /// kernel takes.
 pub fn parse_keepalive_duration(text: &str) -> Result<Duration, String> {
@@ -176,6 +188,17 @@ mod tests {
         );
         assert!(parse_duration("100y").unwrap_err().contains("too long"));
         assert!(parse_duration("99999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn durations_are_displayed_to_the_millisecond() {
+        let show = |nanos: u64| display_duration(Duration::from_nanos(nanos));
+        assert_eq!(show(50_000_092_578), "50s");
+        assert_eq!(show(1_300_000_000), "1.3s");
+        assert_eq!(show(250_400_000), "0.25s");
+        assert_eq!(show(1_999_600_000), "2s");
+        assert_eq!(show(10_012_000_000), "10.012s");
+        assert_eq!(show(0), "0s");
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //!   article's heartbeat framing (`--compat seed`), and the Prometheus
 //!   metrics with their `/metrics` endpoint.
 //! - [`client`]: the client's coordinator and its threads, the heartbeat
-//!   policy, the matching of replies to requests and the heartbeat round
-//!   trips.
+//!   policy, the matching of replies to requests, the heartbeat round
+//!   trips, and `--reconnect` with its backoff policy.
 //! - What both share: [`protocol`] (the wire protocol's line handling, no
 //!   I/O), [`sockopt`] (TCP keepalive and user timeout on every OS),
 //!   [`config`] (command-line values both binaries parse), [`fdlimit`]

@@ -146,3 +146,55 @@ fn churn_counts_cycles() {
     assert_eq!(report["errors"], 0);
     assert!(report["cycles"].as_u64().unwrap() > 0, "{report}");
 }
+
+#[test]
+fn restart_rides_through_a_real_server_restart() {
+    let mut server = ServerProcess::start(&["-q"]);
+    let addr = server.addr;
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_hb-bench"))
+        .args([
+            "--target",
+            &addr.to_string(),
+            "--json",
+            "restart",
+            "-c",
+            "50",
+        ])
+        .args(["--reconnect-min", "100ms", "--reconnect-max", "400ms"])
+        .args(["--wait", "10s", "--timeout", "10s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn hb-bench");
+    let log = lines_of(bench.stderr.take().unwrap());
+    let holding = log
+        .recv_timeout(PATIENCE)
+        .expect("hb-bench says it holds them");
+    assert_eq!(
+        holding,
+        "restart: holding 50 connections; restart the server now"
+    );
+    server.signal("KILL");
+    server.wait_exit(PATIENCE);
+    let _restarted = ServerProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hb-server")),
+        &addr.to_string(),
+        &["-q"],
+    );
+    wait_exit(&mut bench, PATIENCE);
+    let out = bench.wait_with_output().expect("hb-bench output");
+    assert!(out.status.success(), "{out:?}");
+    let report = json_of(&out);
+    assert_eq!(report["mode"], "restart");
+    assert_eq!(
+        (report["lost"].as_u64(), report["back"].as_u64()),
+        (Some(50), Some(50))
+    );
+    assert!(report["attempts"].as_u64().unwrap() >= 50, "{report}");
+    let peak = report["peak_attempts_per_100ms"].as_u64().unwrap();
+    assert!(
+        (1..=report["attempts"].as_u64().unwrap()).contains(&peak),
+        "{report}"
+    );
+    assert!(report["all_back_after_ms"].as_f64().is_some(), "{report}");
+}

@@ -1033,10 +1033,12 @@ fn summarize(seen: &[Seen]) -> (String, String, String, String) {
         let how = match s {
             Seen::After(t, how) => {
                 times.push(*t);
-                // One description per kind, without the client's own timing.
+                // One description per kind, without the client's own timing
+                // ("nothing received for 50s", "after 2.5s of silence").
                 let how = how.replace("hb-client: ", "");
                 how.split(": nothing received")
                     .next()
+                    .and_then(|how| how.split(" after ").next())
                     .unwrap_or("")
                     .to_string()
             }

@@ -54,6 +54,8 @@ fn assert_metrics(step: &str, samples: &BTreeMap<String, f64>, e: &Expected) {
             e.refused_full,
         ),
         ("hb_connections_refused_total{reason=\"busy\"}", 0),
+        ("hb_connections_refused_total{reason=\"per_ip\"}", 0),
+        ("hb_connections_refused_total{reason=\"proxy_header\"}", 0),
         (
             "hb_connections_closed_total{reason=\"peer_closed\"}",
             e.closed_peer,
@@ -68,6 +70,7 @@ fn assert_metrics(step: &str, samples: &BTreeMap<String, f64>, e: &Expected) {
             e.closed_io,
         ),
         ("hb_connections_closed_total{reason=\"shutdown\"}", 0),
+        ("hb_connections_closed_total{reason=\"drain\"}", 0),
         ("hb_heartbeats_total", e.heartbeats),
         ("hb_lines_total", e.lines),
         ("hb_received_bytes_total", e.received),
@@ -600,4 +603,58 @@ fn with_v_every_connection_is_logged() {
         .count();
     assert_eq!(closes, BURST, "{lines:#?}");
     assert!(!lines.iter().any(|l| l.contains(" more connections closed")));
+}
+
+#[test]
+fn refusals_by_header_and_address_and_closes_by_drain() {
+    let mut server = ServerProcess::start(&[
+        "--proxy-protocol",
+        "--max-connections-per-ip",
+        "1",
+        "--drain",
+        "4s",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let m = metrics_addr(&server);
+    let from = |port: u16, ip: &str| format!("PROXY TCP4 {ip} 192.0.2.1 {port} 5005\r\n");
+
+    let mut garbage = connect(server.addr);
+    garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(read_to_eof(&mut garbage), b"", "closed without a reply");
+    let mut a = connect(server.addr);
+    a.write_all(from(54321, "192.0.2.7").as_bytes()).unwrap();
+    round_trip(&mut a, b"a\n", b"A\n");
+    let mut again = connect(server.addr);
+    again
+        .write_all(from(54322, "192.0.2.7").as_bytes())
+        .unwrap();
+    assert_eq!(
+        read_to_eof(&mut again),
+        b"ERR too many connections from your address\n"
+    );
+    let mut b = connect(server.addr);
+    b.write_all(from(40000, "192.0.2.8").as_bytes()).unwrap();
+    round_trip(&mut b, b"b\n", b"B\n");
+    let samples = scrape_when_open(m, 2);
+    let refused = |reason: &str| {
+        value(
+            &samples,
+            &format!("hb_connections_refused_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!((refused("proxy_header"), refused("per_ip")), (1.0, 1.0));
+    assert_eq!(value(&samples, "hb_connections_accepted_total"), 2.0);
+
+    // A drain of 4 s closes one of the two at 2 s, the other at 4 s; the
+    // endpoint serves throughout.
+    server.signal("TERM");
+    assert_eq!(read_to_eof(&mut a), b"", "drained");
+    let during = scrape_when_open(m, 1);
+    assert_eq!(
+        value(&during, "hb_connections_closed_total{reason=\"drain\"}"),
+        1.0
+    );
+    assert_eq!(read_to_eof(&mut b), b"", "drained");
+    assert!(server.wait_exit(PATIENCE).success());
 }

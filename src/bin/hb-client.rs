@@ -10,16 +10,24 @@
 //! `last byte received + heartbeat-idle + heartbeat-retries x heartbeat-interval`
 //! (defaults: 25s + 5 x 5s = 50s).
 //!
+//! With `--reconnect`, a lost connection is followed by another, after an
+//! exponential backoff with full jitter (`client::reconnect`,
+//! `client::backoff`).
+//!
 //! Exit codes:
 //! - 0: stdin ended and the server closed the connection after sending every
-//!   reply (or stdout was closed by its reader).
+//!   reply (or stdout was closed by its reader); with `--reconnect`, also
+//!   stdin ending while disconnected, or a loss after stdin ended.
 //! - 1: the server closed the connection while stdin was still open; the
-//!   connection was refused or lost (including TCP keepalive and user-timeout
-//!   errors), or the address is unusable (resolved only when connecting);
-//!   stdin or stdout failed.
+//!   connection was refused, timed out (`--connect-timeout`) or lost
+//!   (including TCP keepalive and user-timeout errors), or the address is
+//!   unusable (resolved only when connecting); stdin or stdout failed. With
+//!   `--reconnect`, only a malformed address, stdin, stdout, or the last of
+//!   `--reconnect-attempts` failed attempts when it failed this way.
 //! - 2: bad flags.
 //! - 3: the server is unresponsive: `--heartbeat-retries` heartbeats went
-//!   unanswered, or it accepted no data for the whole give-up time.
+//!   unanswered, or it accepted no data for the whole give-up time (with
+//!   `--reconnect`: when the last allowed attempt failed this way).
 //! - 130: Ctrl-C or SIGTERM.
 
 mod common;
@@ -30,6 +38,7 @@ use crossbeam::channel;
 use std::io::ErrorKind;
 use std::process::ExitCode;
 use std::time::Duration;
+use tcp_heartbeat::client::backoff::{Backoff, BackoffSettings};
 use tcp_heartbeat::client::heartbeat::HeartbeatSettings;
 use tcp_heartbeat::client::{self, ClientConfig, ClientError, Outcome};
 use tcp_heartbeat::config::{self, KeepaliveArgs};
@@ -64,6 +73,32 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     heartbeat_retries: u32,
 
+    /// Give up on a connect after this long (per address)
+    #[arg(long, env = "HB_CONNECT_TIMEOUT", default_value = "10s", value_name = "DUR", allow_negative_numbers = true,
+          value_parser = parse_interval)]
+    connect_timeout: Duration,
+
+    /// Connect again after a refused or lost connection, instead of exiting
+    #[arg(long, env = "HB_RECONNECT")]
+    reconnect: bool,
+
+    /// With --reconnect: the longest wait before the first attempt, doubled
+    /// for each attempt after it
+    #[arg(long, env = "HB_RECONNECT_MIN", default_value = "500ms", value_name = "DUR", allow_negative_numbers = true,
+          value_parser = parse_interval)]
+    reconnect_min: Duration,
+
+    /// With --reconnect: the longest wait between attempts
+    #[arg(long, env = "HB_RECONNECT_MAX", default_value = "30s", value_name = "DUR", allow_negative_numbers = true,
+          value_parser = parse_interval)]
+    reconnect_max: Duration,
+
+    /// With --reconnect: consecutive failed attempts before exiting; 0 never
+    /// gives up
+    #[arg(long, env = "HB_RECONNECT_ATTEMPTS", default_value_t = 0, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32))]
+    reconnect_attempts: u32,
+
     #[command(flatten)]
     keepalive: KeepaliveArgs,
 
@@ -79,6 +114,10 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(exit) => return exit,
     };
+    if args.reconnect_max < args.reconnect_min {
+        eprintln!("hb-client: --reconnect-max must be at least --reconnect-min (see --help)");
+        return ExitCode::from(common::EXIT_USAGE);
+    }
     args.log.init();
     let signals = match signal_channel() {
         Ok(signals) => signals,
@@ -114,7 +153,25 @@ fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientErr
             retries: args.heartbeat_retries,
         },
         socket_options: args.keepalive.socket_options(),
+        connect_timeout: args.connect_timeout,
     };
+    if args.reconnect {
+        let settings = BackoffSettings {
+            min: args.reconnect_min,
+            max: args.reconnect_max,
+            attempts: (args.reconnect_attempts > 0).then_some(args.reconnect_attempts),
+        };
+        log_settings(&config);
+        log::info!("{}", describe_reconnect(&settings));
+        return client::reconnect::run(
+            &args.connect,
+            &config,
+            Backoff::new(settings, fastrand::Rng::new()),
+            std::io::stdin(),
+            std::io::stdout().lock(),
+            signals,
+        );
+    }
     let stream = client::connect(&args.connect, &config)?;
     log::info!("connected to {}", args.connect);
     log_settings(&config);
@@ -127,14 +184,27 @@ fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientErr
     )
 }
 
-/// A heartbeat interval: a duration, but not 0, which would send every
-/// retry at once.
+/// A duration that must not be 0: a heartbeat interval (0 would send every
+/// retry at once), a connect timeout (0 could never connect), a backoff
+/// bound (0 would retry in a tight loop).
 fn parse_interval(text: &str) -> Result<Duration, String> {
     let interval = config::parse_duration(text)?;
     if interval.is_zero() {
         return Err("must be more than 0".to_string());
     }
     Ok(interval)
+}
+
+fn describe_reconnect(settings: &BackoffSettings) -> String {
+    let attempts = match settings.attempts {
+        Some(n) => format!("give up after {n} failed attempts"),
+        None => "never give up".to_string(),
+    };
+    format!(
+        "reconnect: wait up to {} before attempt 1, doubling up to {}; {attempts}",
+        config::display_duration(settings.min),
+        config::display_duration(settings.max)
+    )
 }
 
 fn log_settings(config: &ClientConfig) {

@@ -39,6 +39,23 @@ struct Args {
           allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
 
+    /// On Ctrl-C / SIGTERM, close the connections spread over this long
+    /// (at most 1h); 0 closes them at once
+    #[arg(long, env = "HB_DRAIN", default_value = "0", value_name = "DUR",
+          allow_negative_numbers = true, value_parser = parse_drain)]
+    drain: Duration,
+
+    /// Every connection begins with a PROXY protocol header (v1 or v2), as a
+    /// load balancer's send-proxy sends it
+    #[arg(long, env = "HB_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
+
+    /// Refuse a client address's connections beyond this many with `ERR too
+    /// many connections from your address`; 0 is no limit
+    #[arg(long, env = "HB_MAX_CONNECTIONS_PER_IP", default_value_t = 0, value_name = "N",
+          allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    max_connections_per_ip: u32,
+
     /// Also accept another program's heartbeat framing: `seed`, the
     /// article's C++ client (an unterminated `HeartBeat` in one read,
     /// answered `OK` with no line end; docs/protocol.md)
@@ -79,6 +96,8 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         max_connections: args.max_connections as usize,
         socket_options: args.keepalive.socket_options(),
+        proxy_protocol: args.proxy_protocol,
+        max_connections_per_ip: args.max_connections_per_ip as usize,
         compat: args.compat,
     };
     let listener = listen(&args.listen)
@@ -99,7 +118,7 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         )
     })?;
     raise_fd_limit(config.max_connections);
-    log_settings(&config);
+    log_settings(&config, args.drain);
     let mut server = Server::start(listener, config)
         .map_err(|e| (EXIT_RUNTIME, format!("cannot start: {e}")))?;
     let metrics_addr = match metrics_listener {
@@ -113,7 +132,7 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
     announce(server.local_addr(), metrics_addr);
     // A signal, or the handler's sender gone, both mean stop.
     let _ = shutdown.recv();
-    let summary = server.shutdown();
+    let summary = server.drain(args.drain);
     log::info!(
         "shut down: {} connections served, {} reaped for idleness, {} heartbeats answered",
         summary.served,
@@ -162,7 +181,7 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
-fn log_settings(config: &ServerConfig) {
+fn log_settings(config: &ServerConfig, drain: Duration) {
     let reaper = match config.idle_timeout {
         Some(t) => format!("idle timeout {}", humantime::format_duration(t)),
         None => "idle timeout off".to_string(),
@@ -177,4 +196,37 @@ fn log_settings(config: &ServerConfig) {
             "compat seed: a read of exactly `HeartBeat` at a line start is a heartbeat, answered `OK` with no line end"
         );
     }
+    if config.proxy_protocol || config.max_connections_per_ip > 0 || !drain.is_zero() {
+        log::info!("{}", describe_deployment(config, drain));
+    }
+}
+
+/// The start-up line for the load-balancer settings, when any is on.
+fn describe_deployment(config: &ServerConfig, drain: Duration) -> String {
+    let proxy = if config.proxy_protocol {
+        "PROXY protocol required"
+    } else {
+        "no PROXY protocol"
+    };
+    let per_ip = match config.max_connections_per_ip {
+        0 => "no per-address limit".to_string(),
+        n => format!("max {n} connections per address"),
+    };
+    let drain = match drain {
+        d if d.is_zero() => "no drain".to_string(),
+        d => format!("drain over {}", humantime::format_duration(d)),
+    };
+    format!("{proxy}; {per_ip}; {drain}")
+}
+
+/// A drain's length: a duration up to [`server::drain::MAX_DRAIN`].
+fn parse_drain(text: &str) -> Result<Duration, String> {
+    let duration = config::parse_duration(text)?;
+    if duration > server::drain::MAX_DRAIN {
+        return Err(format!(
+            "{text} is too long (at most {})",
+            humantime::format_duration(server::drain::MAX_DRAIN)
+        ));
+    }
+    Ok(duration)
 }

@@ -28,11 +28,18 @@
 //!   a heartbeat's reply is hidden; no I/O.
 //! - [`round_trips`]: heartbeat round-trip times and the session's figures,
 //!   pure state that takes `now` as an argument.
+//! - [`reconnect`]: `--reconnect`, the loop of sessions over one stdin that
+//!   connects again after a loss.
+//! - [`backoff`]: when to try again, pure state that takes `now` and a
+//!   random source as arguments.
 
+pub mod backoff;
 pub mod heartbeat;
+pub mod reconnect;
 pub mod replies;
 pub mod round_trips;
 
+use crate::config::display_duration;
 use crate::protocol::HEARTBEAT;
 use crate::sockopt::{self, SocketOptions};
 use crate::wake;
@@ -42,7 +49,7 @@ use replies::{ReplyMatcher, Request};
 use round_trips::RoundTrips;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -64,10 +71,17 @@ const SOCKET_QUEUE: usize = 16;
 /// takes no more stdin until the writer catches up.
 const WRITE_QUEUE: usize = 16;
 
+/// A close this soon after the server's last byte is its answer (`ERR
+/// server full`, a refusal), not an idle timeout on the path: timeouts worth
+/// setting are seconds long.
+const IDLE_TIMEOUT_SUSPECTED_AFTER: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone, Copy)]
 pub struct ClientConfig {
     pub heartbeat: HeartbeatSettings,
     pub socket_options: SocketOptions,
+    /// How long each address may take to connect (`--connect-timeout`).
+    pub connect_timeout: Duration,
 }
 
 /// How a session ended without error.
@@ -84,8 +98,13 @@ pub enum Outcome {
 pub enum ClientError {
     /// Connecting failed.
     Connect { addr: String, source: io::Error },
-    /// The server closed the connection while stdin was still open.
-    ServerClosed,
+    /// The server closed the connection while stdin was still open,
+    /// `silent_for` after its last byte (or the connection's start).
+    ServerClosed {
+        silent_for: Duration,
+        /// `--heartbeat-idle`, to tell an idle timeout on the path.
+        heartbeat_idle: Option<Duration>,
+    },
     /// Reading or writing the socket failed: reset, TCP keepalive or user
     /// timeout, or any other network error.
     ConnectionLost(io::Error),
@@ -103,8 +122,23 @@ pub enum ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Connect { addr, source } if source.kind() == ErrorKind::TimedOut => {
+                write!(f, "cannot connect to {addr}: timed out")
+            }
             Self::Connect { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
-            Self::ServerClosed => f.write_str("server closed the connection"),
+            Self::ServerClosed {
+                silent_for,
+                heartbeat_idle: Some(idle),
+            } if (IDLE_TIMEOUT_SUSPECTED_AFTER..*idle).contains(silent_for) => write!(
+                f,
+                "server closed the connection after {} of silence, before the next heartbeat \
+                 was due: if it keeps closing after that much silence, an idle timeout on the \
+                 path (the server's or a load balancer's) is shorter than --heartbeat-idle {}; \
+                 set --heartbeat-idle below it",
+                display_duration(*silent_for),
+                display_duration(*idle)
+            ),
+            Self::ServerClosed { .. } => f.write_str("server closed the connection"),
             Self::ConnectionLost(e) if e.kind() == ErrorKind::TimedOut => {
                 write!(f, "connection lost: {e} (TCP keepalive or user timeout)")
             }
@@ -112,7 +146,7 @@ impl fmt::Display for ClientError {
             Self::Unresponsive { silent_for } => write!(
                 f,
                 "server unresponsive: nothing received for {}",
-                humantime::format_duration(*silent_for)
+                display_duration(*silent_for)
             ),
             Self::Input(e) => write!(f, "cannot read stdin: {e}"),
             Self::Output(e) => write!(f, "cannot write stdout: {e}"),
@@ -123,14 +157,33 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// Connects to `addr` and applies the configured socket options that the
-/// OS accepts.
+/// Resolves `addr` and connects to each address it names in turn, each
+/// bounded by the connect timeout, until one succeeds; applies the
+/// configured socket options that the OS accepts. Fails with the last
+/// address's error. (The resolution itself is the OS resolver's and is not
+/// bounded.)
 pub fn connect(addr: &str, config: &ClientConfig) -> Result<TcpStream, ClientError> {
     let failed = |source| ClientError::Connect {
         addr: addr.to_string(),
         source,
     };
-    let stream = TcpStream::connect(addr).map_err(failed)?;
+    let mut last_error = None;
+    for candidate in addr.to_socket_addrs().map_err(failed)? {
+        match connect_to(candidate, config) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                log::debug!("cannot connect to {candidate}: {e}");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(failed(last_error.unwrap_or_else(|| {
+        io::Error::new(ErrorKind::NotFound, "the address resolves to nothing")
+    })))
+}
+
+fn connect_to(candidate: SocketAddr, config: &ClientConfig) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&candidate, config.connect_timeout)?;
     // Never fatal: what the OS refuses is skipped and warned about once.
     sockopt::apply(&stream, &config.socket_options);
     Ok(stream)
@@ -142,47 +195,115 @@ pub fn run(
     stream: TcpStream,
     config: &ClientConfig,
     stdin: impl Read + Send + 'static,
-    stdout: impl Write,
+    mut stdout: impl Write,
     signals: Receiver<()>,
 ) -> Result<Outcome, ClientError> {
+    let input = spawn_stdin_reader(stdin)?;
+    let mut carry = Carry::default();
+    run_session(stream, config, &input, &mut stdout, &signals, &mut carry).result
+}
+
+/// What one connection hands the next, under `--reconnect`.
+#[derive(Debug, Default)]
+struct Carry {
+    /// A stdin piece read while disconnected, sent first once connected.
+    held: Option<Vec<u8>>,
+    /// The lost connection took the start of the current stdin line, so the
+    /// rest of it is dropped: the next server would see half a line.
+    discard_line: bool,
+}
+
+/// How a session ended.
+struct SessionEnd {
+    result: Result<Outcome, ClientError>,
+    /// A byte came from the server: the connection worked.
+    received_any: bool,
+    /// User lines sent whose reply had not (fully) arrived.
+    unanswered_lines: usize,
+    /// False once stdin has ended.
+    stdin_open: bool,
+}
+
+/// Runs one session on `stream`, reading stdin from `input`. Takes
+/// `carry.held` once it can send it, and leaves in `carry` what the next
+/// session needs.
+fn run_session<W: Write>(
+    stream: TcpStream,
+    config: &ClientConfig,
+    input: &Receiver<StdinEvent>,
+    stdout: W,
+    signals: &Receiver<()>,
+    carry: &mut Carry,
+) -> SessionEnd {
+    let not_started = |e| SessionEnd {
+        result: Err(e),
+        received_any: false,
+        unanswered_lines: 0,
+        stdin_open: true,
+    };
     // A write blocked for the whole give-up time means the server stopped
     // reading at least that long: as unresponsive as unanswered heartbeats.
     let write_timeout = config.heartbeat.give_up_after();
-    stream
-        .set_write_timeout(write_timeout)
-        .map_err(ClientError::ConnectionLost)?;
+    if let Err(e) = stream.set_write_timeout(write_timeout) {
+        return not_started(ClientError::ConnectionLost(e));
+    }
     let socket = Arc::new(stream);
-    let input = spawn_stdin_reader(stdin)?;
-    let (socket_events, reader) = spawn_socket_reader(Arc::clone(&socket))?;
-    let (outgoing, written, writer) = spawn_socket_writer(Arc::clone(&socket))?;
+    let (socket_events, reader) = match spawn_socket_reader(Arc::clone(&socket)) {
+        Ok(spawned) => spawned,
+        Err(e) => return not_started(e),
+    };
+    let (outgoing, written, writer) = match spawn_socket_writer(Arc::clone(&socket)) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            stop_socket_threads(&socket, [("reader", reader)]);
+            return not_started(e);
+        }
+    };
     let mut session = Session {
         outgoing,
         unwritten: 0,
         stdout,
         policy: HeartbeatPolicy::new(config.heartbeat, Instant::now()),
+        heartbeat_idle: config.heartbeat.idle,
         replies: ReplyMatcher::default(),
         round_trips: RoundTrips::default(),
         warned_unexpected: false,
         mid_line: false,
+        discard_line: carry.discard_line,
+        received_any: false,
         stdin_open: true,
         server_closed: false,
     };
-    let result = session.coordinate(input, socket_events, written, signals);
+    let result = session.coordinate(
+        carry,
+        input.clone(),
+        socket_events,
+        written,
+        signals.clone(),
+    );
     if log::log_enabled!(log::Level::Debug) {
         log::debug!("{}", session.round_trips.summary());
     }
+    carry.discard_line = session.mid_line || session.discard_line;
+    let end = SessionEnd {
+        result,
+        received_any: session.received_any,
+        unanswered_lines: session.replies.unanswered_lines(),
+        stdin_open: session.stdin_open,
+    };
     // The coordinator's channels are gone with it, so the reader's and the
     // writer's next sends fail and they end; dropping `outgoing` ends the
     // writer's wait for work, and the wake-up ends a blocked read or write.
     drop(session);
     stop_socket_threads(&socket, [("reader", reader), ("writer", writer)]);
-    result
+    end
 }
 
-/// Wakes the socket reader and writer from whatever call they are blocked
-/// in, on every OS (see [`wake`]), and joins them. The client's one place
-/// that stops its socket threads.
-fn stop_socket_threads(socket: &TcpStream, threads: [(&str, JoinHandle<()>); 2]) {
+/// Wakes the socket reader and writer (or the reader alone, when the writer
+/// could not start) from whatever call they are blocked in, on every OS
+/// (see [`wake`]), and joins them. The client's one place that stops its
+/// socket threads.
+fn stop_socket_threads<const N: usize>(socket: &TcpStream, threads: [(&str, JoinHandle<()>); N]) {
     // Fails only if the socket is already shut down or reset: nothing left
     // to wake.
     let _ = wake::shutdown_and_wake(socket, Shutdown::Both);
@@ -328,6 +449,8 @@ struct Session<W> {
     unwritten: usize,
     stdout: W,
     policy: HeartbeatPolicy,
+    /// `--heartbeat-idle`, for the message when the server closes.
+    heartbeat_idle: Option<Duration>,
     replies: ReplyMatcher,
     round_trips: RoundTrips,
     /// Whether the server has been said to answer heartbeats with something
@@ -336,6 +459,11 @@ struct Session<W> {
     /// The last stdin piece sent did not end its line: a heartbeat now would
     /// land inside the user's line, so none is sent until it ends.
     mid_line: bool,
+    /// Stdin pieces are dropped up to the end of the current line, whose
+    /// start went to a lost connection (see [`Carry`]).
+    discard_line: bool,
+    /// A byte came from the server.
+    received_any: bool,
     /// False once stdin ended: nothing more is handed to the writer.
     stdin_open: bool,
     /// The server closed after stdin ended, while the writer was still
@@ -346,6 +474,7 @@ struct Session<W> {
 impl<W: Write> Session<W> {
     fn coordinate(
         &mut self,
+        carry: &mut Carry,
         mut input: Receiver<StdinEvent>,
         mut socket_events: Receiver<SocketEvent>,
         written: WriteResults,
@@ -353,6 +482,9 @@ impl<W: Write> Session<W> {
     ) -> Result<Outcome, ClientError> {
         // Stands in for stdin while the writer lags.
         let paused = channel::never();
+        if let Some(piece) = carry.held.take() {
+            self.send_user(piece)?;
+        }
         loop {
             if self.server_closed && self.unwritten == 0 {
                 return Ok(Outcome::Finished);
@@ -405,6 +537,10 @@ impl<W: Write> Session<W> {
     }
 
     fn send_user(&mut self, piece: Vec<u8>) -> Result<(), ClientError> {
+        if self.discard_line {
+            self.discard_line = !piece.ends_with(b"\n");
+            return Ok(());
+        }
         if !self.mid_line {
             self.replies.sent(Request::Line);
         }
@@ -423,6 +559,7 @@ impl<W: Write> Session<W> {
     fn show(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         let now = Instant::now();
         self.policy.on_received(now);
+        self.received_any = true;
         let mut out = Vec::with_capacity(bytes.len());
         let answers = self.replies.feed(bytes, &mut out);
         for _ in 0..answers.answered {
@@ -461,7 +598,10 @@ impl<W: Write> Session<W> {
     fn closed(&mut self) -> Result<(), ClientError> {
         self.replies.finish();
         if self.stdin_open {
-            return Err(ClientError::ServerClosed);
+            return Err(ClientError::ServerClosed {
+                silent_for: self.policy.silent_for(Instant::now()),
+                heartbeat_idle: self.heartbeat_idle,
+            });
         }
         log::info!("server closed the connection after the last reply");
         self.server_closed = true;

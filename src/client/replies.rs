@@ -58,6 +58,11 @@ impl ReplyMatcher {
         self.pending.push_back(request);
     }
 
+    /// User lines sent whose reply line has not fully arrived.
+    pub fn unanswered_lines(&self) -> usize {
+        self.pending.iter().filter(|r| **r == Request::Line).count()
+    }
+
     /// Appends the bytes of `input` to show to `out`, and returns what it
     /// found about heartbeat replies. `out` grows by at most `input.len()`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Answers {
@@ -224,6 +229,14 @@ mod tests {
             show(&[], &[b"ERR server full\n"]),
             ("ERR server full\n".into(), 0, None, 0)
         );
+    }
+
+    #[test]
+    fn unanswered_lines_count_only_user_lines() {
+        let mut matcher = ReplyMatcher::default();
+        [L, H, L, L].iter().for_each(|&r| matcher.sent(r));
+        matcher.feed(b"A\nOK\nB", &mut Vec::new());
+        assert_eq!(matcher.unanswered_lines(), 2);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! never per read) and runs the `hb-log` thread that writes the report.
 
 use super::connection::CloseReason;
-use super::metrics::RefuseReason;
+use super::connection::RefuseReason;
 use crossbeam::channel::{self, Receiver, Sender};
 use parking_lot::Mutex;
 use std::fmt;

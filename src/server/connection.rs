@@ -9,6 +9,7 @@
 //! read or write.
 
 use super::compat::Compat;
+use super::proxy_header::{self, HeaderError, Source};
 use super::reaper::ConnId;
 use super::timeout_queue::{Activity, Tracked};
 use crate::protocol::LineHandler;
@@ -17,8 +18,8 @@ use parking_lot::Mutex;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// Bytes read per `read` call. The reply buffer grows to this plus a few
@@ -51,17 +52,20 @@ pub enum CloseReason {
     IoError,
     /// The server shut down.
     Shutdown,
+    /// Closed in its turn during a drain (`--drain`).
+    Drain,
 }
 
 impl CloseReason {
     /// Every reason, in declaration order (counters are indexed by
     /// `reason as usize`).
-    pub const ALL: [CloseReason; 5] = [
+    pub const ALL: [CloseReason; 6] = [
         Self::PeerClosed,
         Self::IdleTimeout,
         Self::TimedOut,
         Self::IoError,
         Self::Shutdown,
+        Self::Drain,
     ];
 
     /// The word for logs and metric labels.
@@ -72,6 +76,7 @@ impl CloseReason {
             Self::TimedOut => "timed_out",
             Self::IoError => "io_error",
             Self::Shutdown => "shutdown",
+            Self::Drain => "drain",
         }
     }
 
@@ -95,6 +100,53 @@ impl fmt::Display for CloseReason {
     }
 }
 
+/// Why a connection was refused: the `reason` label of
+/// `hb_connections_refused_total`, and (by `Display`) the words of its log
+/// line.
+///
+/// Adding a reason: a variant, its place in [`ALL`](Self::ALL) and its
+/// [`label`](Self::label); the metric gets a series for it, starting at 0,
+/// and the log's summary of left-out lines counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// `--max-connections` were open.
+    Full,
+    /// No thread could be started for it.
+    Busy,
+    /// Its address already holds `--max-connections-per-ip` connections.
+    PerIp,
+    /// `--proxy-protocol` is on and its PROXY header is missing, malformed
+    /// or late.
+    ProxyHeader,
+}
+
+impl RefuseReason {
+    /// Every reason, in declaration order (counters are indexed by
+    /// `reason as usize`).
+    pub const ALL: [RefuseReason; 4] = [Self::Full, Self::Busy, Self::PerIp, Self::ProxyHeader];
+
+    /// The word for metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Busy => "busy",
+            Self::PerIp => "per_ip",
+            Self::ProxyHeader => "proxy_header",
+        }
+    }
+}
+
+impl fmt::Display for RefuseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Full => "server full",
+            Self::Busy => "cannot start a thread",
+            Self::PerIp => "too many connections from this address",
+            Self::ProxyHeader => "no valid PROXY header",
+        })
+    }
+}
+
 /// What a connection has received and answered, counted by its own thread.
 ///
 /// Written only by the connection's thread, with plain relaxed stores of its
@@ -114,9 +166,13 @@ pub struct Traffic {
 #[derive(Debug)]
 pub struct Connection {
     pub id: ConnId,
+    /// The TCP peer: the client, or the load balancer in front of it.
     pub peer: SocketAddr,
     /// When the connection was admitted, for `hb_connection_duration_seconds`.
     pub started: Instant,
+    /// The client's address from its PROXY header, set once by the
+    /// connection's thread before it serves; read by whoever logs.
+    source: OnceLock<SocketAddr>,
     stream: TcpStream,
     activity: Activity,
     pub traffic: Traffic,
@@ -136,6 +192,7 @@ impl Connection {
             id,
             peer,
             started: now,
+            source: OnceLock::new(),
             stream,
             activity: Activity::new(now),
             traffic: Traffic::default(),
@@ -157,6 +214,32 @@ impl Connection {
         let _ = wake::shutdown_and_wake(&self.stream, how);
     }
 
+    /// The client's address: the PROXY header's source once read, else the
+    /// TCP peer.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.source.get().copied().unwrap_or(self.peer)
+    }
+
+    /// Reads the PROXY protocol header, within
+    /// [`proxy_header::HEADER_TIMEOUT`]. Returns whose address it carried
+    /// (a client's becomes [`client_addr`](Self::client_addr)) and the bytes
+    /// that followed it, the client's first data.
+    pub fn read_proxy_header(&self) -> Result<(Source, Vec<u8>), HeaderError> {
+        let deadline = Instant::now() + proxy_header::HEADER_TIMEOUT;
+        let (source, early) = proxy_header::read(&self.stream, deadline)?;
+        if let Source::Client(addr) = source {
+            let _ = self.source.set(addr);
+        }
+        Ok((source, early))
+    }
+
+    /// Why the connection was closed from outside (reaper, shutdown, drain),
+    /// if it was.
+    pub fn closed_by(&self) -> Option<CloseReason> {
+        let code = self.closed_by.load(Ordering::Relaxed);
+        CloseReason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     /// Sends `reason` to a connection that will not be served, and closes it.
     pub fn refuse(&self, reason: &[u8]) {
         let _ = (&self.stream).write_all(reason);
@@ -165,8 +248,7 @@ impl Connection {
 
     /// Why the connection ended, given how its loop ended.
     pub fn close_reason(&self, served: &io::Result<()>) -> CloseReason {
-        let code = self.closed_by.load(Ordering::Relaxed);
-        if let Some(reason) = CloseReason::ALL.into_iter().find(|r| r.code() == code) {
+        if let Some(reason) = self.closed_by() {
             return reason;
         }
         match served {
@@ -189,8 +271,9 @@ impl Connection {
     /// replies and closes the sending side. Returns the I/O error that ended
     /// it early, if any. Counts what it does in [`traffic`](Self::traffic).
     /// `compat` sees each read's bytes as they came, for framings defined by
-    /// read boundaries.
-    pub fn serve(&self, compat: Compat) -> io::Result<()> {
+    /// read boundaries. `early` is data already read (what followed a PROXY
+    /// header), answered first as if just read.
+    pub fn serve(&self, compat: Compat, early: &[u8]) -> io::Result<()> {
         let mut stream = &self.stream;
         let mut lines = LineHandler::default();
         let mut input = [0u8; READ_CHUNK];
@@ -199,18 +282,22 @@ impl Connection {
         // of the server's memory per connection (docs/benchmarks.md).
         let mut replies = Vec::new();
         let mut counts = TrafficTotals::default();
+        let mut early = Some(early).filter(|bytes| !bytes.is_empty());
         loop {
-            let n = match stream.read(&mut input) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            let chunk = match early.take() {
+                Some(bytes) => bytes,
+                None => match stream.read(&mut input) {
+                    Ok(0) => break,
+                    Ok(n) => &input[..n],
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                },
             };
             self.activity.touch(Instant::now());
             replies.clear();
-            replies.reserve_exact(n + REPLY_SLACK);
-            let answered = compat.feed(&mut lines, &input[..n], &mut replies);
-            counts.received_bytes += n as u64;
+            replies.reserve_exact(chunk.len() + REPLY_SLACK);
+            let answered = compat.feed(&mut lines, chunk, &mut replies);
+            counts.received_bytes += chunk.len() as u64;
             if answered > 0 {
                 counts.heartbeats += u64::from(answered);
                 log::debug!("conn {}: heartbeat answered", self.id);

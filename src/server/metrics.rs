@@ -14,41 +14,12 @@
 //! README's "Metrics" section lists; a new close or refuse reason gets its
 //! series by being added to [`CloseReason::ALL`] or [`RefuseReason::ALL`].
 
-use super::connection::{CloseReason, Connection, TrafficTotals};
+use super::connection::{CloseReason, Connection, RefuseReason, TrafficTotals};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
-
-/// Why a connection was refused: the `reason` label of
-/// `hb_connections_refused_total`.
-///
-/// Adding a reason (issue 10's `per_ip`, `proxy_header`): a variant, its
-/// place in [`ALL`](Self::ALL) and its [`label`](Self::label); the metric
-/// gets a series for it, starting at 0, and the log's summary of left-out
-/// lines counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefuseReason {
-    /// `--max-connections` were open.
-    Full,
-    /// No thread could be started for it.
-    Busy,
-}
-
-impl RefuseReason {
-    /// Every reason, in declaration order (counters are indexed by
-    /// `reason as usize`).
-    pub const ALL: [RefuseReason; 2] = [Self::Full, Self::Busy];
-
-    /// The word for logs and metric labels.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Full => "full",
-            Self::Busy => "busy",
-        }
-    }
-}
 
 /// Bucket bounds of `hb_reaper_lateness_seconds`: 100 us to 1 s in 1-2.5-5
 /// steps. The reaper's design target is p99 under 10 ms, with nothing over
@@ -118,14 +89,16 @@ impl Metrics {
             refused: labelled(
                 &registry,
                 ("hb_connections_refused_total", "reason"),
-                "Connections refused, by reason: full (--max-connections), busy (no thread).",
+                "Connections refused, by reason: full (--max-connections), busy (no thread), \
+                 per_ip (--max-connections-per-ip), proxy_header (no valid PROXY header).",
                 RefuseReason::ALL.map(RefuseReason::label),
             ),
             closed: labelled(
                 &registry,
                 ("hb_connections_closed_total", "reason"),
                 "Connections closed, by reason: peer_closed, idle_timeout (the reaper: the service judged dead), \
-                 timed_out (TCP keepalive or user timeout: the network judged dead), io_error (any other error), shutdown.",
+                 timed_out (TCP keepalive or user timeout: the network judged dead), io_error (any other error), \
+                 shutdown, drain (closed in its turn during --drain).",
                 CloseReason::ALL.map(CloseReason::label),
             ),
             heartbeats: register(

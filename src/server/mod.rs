@@ -10,7 +10,9 @@
 //! the listener; closes the reading side of every connection so each thread
 //! finishes the reply it is writing and ends (on Windows a pending write is
 //! cancelled too: see [`crate::wake`]); after a grace period aborts any
-//! still blocked in a write; then waits for every thread.
+//! still blocked in a write; then waits for every thread. A drain
+//! ([`Server::drain`]) first closes the connections one by one over a chosen
+//! time, then shuts down the same way.
 //!
 //! Map of the server:
 //! - this module: the accept loop, the connection limit and shutdown.
@@ -21,25 +23,37 @@
 //!   expired ones.
 //! - [`compat`]: `--compat seed`, the article's unterminated heartbeat, read
 //!   by read, on top of the line protocol.
+//! - [`admission`]: what a connection passes before it is served: the PROXY
+//!   header, the per-address limit.
+//! - [`drain`]: the schedule that spreads a drain's closes evenly.
+//! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
+//! - [`per_ip`]: the per-address connection limit.
 //! - [`metrics`]: the Prometheus metrics, and how the connections' own
 //!   counts are folded into them; [`metrics_http`]: the `hb-metrics` thread
 //!   that serves them at `GET /metrics` ([`Server::serve_metrics`]).
 //! - [`conn_log`]: the rate limit of per-connection log lines, and the
 //!   `hb-log` thread that reports what it left out.
 
+pub mod admission;
 pub mod compat;
 pub mod conn_log;
 pub mod connection;
+pub mod drain;
 pub mod metrics;
 pub mod metrics_http;
+pub mod per_ip;
+pub mod proxy_header;
 pub mod reaper;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
+use admission::Admitted;
 use conn_log::{ConnLog, Event, Reporter};
-use connection::{CloseReason, Connection};
+use connection::{CloseReason, Connection, RefuseReason};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use metrics::{Metrics, RefuseReason, Settings};
+use log::Level;
+use metrics::{Metrics, Settings};
+use per_ip::AddressLimits;
 use reaper::{ConnId, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, Write};
@@ -76,6 +90,10 @@ pub struct ServerConfig {
     pub socket_options: SocketOptions,
     /// Framings accepted besides lines (`--compat`).
     pub compat: compat::Compat,
+    /// Every connection must begin with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// Connections one client address may hold; 0 is no limit.
+    pub max_connections_per_ip: usize,
 }
 
 /// Counts over the server's lifetime, reported at exit.
@@ -100,6 +118,7 @@ pub struct Stats {
 struct Shared {
     config: ServerConfig,
     registry: Registry<Arc<Connection>>,
+    per_ip: AddressLimits,
     /// Incremented only by the acceptor (so check-then-admit is race free),
     /// decremented by each connection thread as it ends.
     open: AtomicUsize,
@@ -153,6 +172,7 @@ impl Server {
                 idle_timeout: config.idle_timeout,
                 max_connections: config.max_connections,
             }),
+            per_ip: AddressLimits::new(config.max_connections_per_ip),
             config,
             open: AtomicUsize::new(0),
             conn_log,
@@ -221,13 +241,39 @@ impl Server {
         self.shared.summary()
     }
 
+    /// Closes the listener at once (new connections are refused), then
+    /// closes the open connections spread evenly over `duration`, each after
+    /// the reply it is writing, then shuts down as [`shutdown`](Self::shutdown)
+    /// does. A zero `duration` is [`shutdown`](Self::shutdown).
+    pub fn drain(mut self, duration: Duration) -> Summary {
+        self.close_listener();
+        if !duration.is_zero() {
+            let mut connections = Vec::new();
+            self.shared
+                .registry
+                .for_each(|c| connections.push(c.clone()));
+            drain::run(
+                &connections,
+                duration,
+                &self.threads_done,
+                &self.shared.open,
+            );
+        }
+        self.shutdown()
+    }
+
+    /// Stops the acceptor, which drops the listening socket. Idempotent.
+    fn close_listener(&mut self) {
+        if let Some(stop_tx) = self.stop_accepting.take() {
+            drop(stop_tx);
+            wake_acceptor(self.local_addr);
+            join("hb-accept", self.acceptor.take());
+        }
+    }
+
+    /// Idempotent: a second call finds no connection and no thread left.
     fn stop(&mut self) {
-        let Some(stop_tx) = self.stop_accepting.take() else {
-            return;
-        };
-        drop(stop_tx);
-        wake_acceptor(self.local_addr);
-        join("hb-accept", self.acceptor.take());
+        self.close_listener();
         if let Some(endpoint) = self.metrics_endpoint.take() {
             drop(endpoint.stop);
             wake_acceptor(endpoint.addr);
@@ -398,9 +444,6 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
         Ok(_detached) => {
             // Joined through `threads_done` at shutdown instead of by handle:
             // a handle per connection would have to be collected as each ends.
-            if shared.conn_log.admit(Event::Connected) {
-                log::info!("conn {id} from {peer} connected");
-            }
         }
         Err(e) => {
             shared.metrics.refused(RefuseReason::Busy);
@@ -425,24 +468,51 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
+    let admitted = admission::admit(
+        conn,
+        shared.config.proxy_protocol,
+        &shared.per_ip,
+        &shared.conn_log,
+    );
+    let Admitted {
+        early,
+        health_check,
+        address,
+    } = match admitted {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            if let Some(reason) = refused {
+                shared.metrics.refused(reason);
+            }
+            return;
+        }
+    };
     // Counted here, not by the acceptor after the spawn: before the first
     // reply, so a scrape after it counts the connection.
     shared.metrics.admitted();
-    let served = conn.serve(shared.config.compat);
+    let served = conn.serve(shared.config.compat, &early);
+    // The address's slot goes back before the close is logged, so that
+    // whoever sees the line may connect again from that address.
+    drop(address);
     let reason = conn.close_reason(&served);
     shared.metrics.closed(conn, reason);
-    if !shared.conn_log.admit(Event::Closed(reason)) {
+    // A load balancer's health checks log at debug level, outside the limit.
+    if !health_check && !shared.conn_log.admit(Event::Closed(reason)) {
         return;
     }
+    let client = conn.client_addr();
+    let level = |usual| admission::log_level(health_check, usual);
     match served {
-        Err(error) if matches!(reason, CloseReason::TimedOut | CloseReason::IoError) => {
-            log::warn!(
-                "conn {} from {} closed: {reason} ({error})",
-                conn.id,
-                conn.peer
-            );
-        }
-        _ => log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer),
+        Err(error) if matches!(reason, CloseReason::TimedOut | CloseReason::IoError) => log::log!(
+            level(Level::Warn),
+            "conn {} from {client} closed: {reason} ({error})",
+            conn.id
+        ),
+        _ => log::log!(
+            level(Level::Info),
+            "conn {} from {client} closed: {reason}",
+            conn.id
+        ),
     }
 }
 

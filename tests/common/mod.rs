@@ -27,6 +27,8 @@ pub fn start_server(idle_timeout: Option<Duration>, max_connections: usize) -> S
         max_connections,
         socket_options: SocketOptions::default(),
         compat: Compat::None,
+        proxy_protocol: false,
+        max_connections_per_ip: 0,
     };
     Server::start(listener, config).expect("start server")
 }

@@ -8,15 +8,16 @@
 mod loadgen;
 
 use clap::{Args, Parser, Subcommand};
-use loadgen::{Common, churn, echo, idle};
+use loadgen::{Common, churn, echo, idle, restart};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
+use tcp_heartbeat::client::backoff::BackoffSettings;
 use tcp_heartbeat::config::parse_duration;
 use tcp_heartbeat::fdlimit;
 
 /// Load generator for tcp-heartbeat servers: echo throughput and latency,
-/// idle connections and their expiry, connection churn.
+/// idle connections and their expiry, connection churn, a server restart.
 #[derive(Debug, Parser)]
 #[command(name = "hb-bench", version)]
 struct Cli {
@@ -53,6 +54,9 @@ enum Mode {
     Idle(IdleArgs),
     /// Connect / heartbeat / close cycles
     Churn(ChurnArgs),
+    /// Hold connections, and reconnect them with hb-client's backoff when
+    /// the server goes away
+    Restart(RestartArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +112,28 @@ struct ChurnArgs {
     /// Cycles per second in total (default: as fast as they go)
     #[arg(short, long, value_name = "PER_S")]
     rate: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+struct RestartArgs {
+    /// Connections to hold
+    #[arg(short, long, default_value_t = 10_000, value_name = "C")]
+    connections: usize,
+    /// As hb-client's --reconnect-min
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DUR")]
+    reconnect_min: Duration,
+    /// As hb-client's --reconnect-max
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    reconnect_max: Duration,
+    /// Wait each whole cap instead of a random part of it
+    #[arg(long)]
+    no_jitter: bool,
+    /// How long to wait for the server to go away, once all are connected
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
+    wait: Duration,
+    /// How long each connection may take to come back after its loss
+    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DUR")]
+    timeout: Duration,
 }
 
 const EXIT_RUNTIME: u8 = 1;
@@ -169,6 +195,27 @@ fn run(cli: &Cli) -> Result<bool, (u8, String)> {
                 rate: a.rate.filter(|r| *r > 0.0),
             };
             let r = churn::run(&common, &config).map_err(failed)?;
+            (r.ok(), r.json(), r.to_string())
+        }
+        Mode::Restart(a) => {
+            if a.reconnect_min.is_zero() || a.reconnect_max < a.reconnect_min {
+                return Err((
+                    EXIT_USAGE,
+                    "--reconnect-min must be more than 0 and at most --reconnect-max".to_string(),
+                ));
+            }
+            let config = restart::RestartConfig {
+                connections: a.connections,
+                backoff: BackoffSettings {
+                    min: a.reconnect_min,
+                    max: a.reconnect_max,
+                    attempts: None,
+                },
+                jitter: !a.no_jitter,
+                wait: a.wait,
+                timeout: a.timeout,
+            };
+            let r = restart::run(&common, &config).map_err(failed)?;
             (r.ok(), r.json(), r.to_string())
         }
     };

@@ -13,6 +13,8 @@
 //! - [`idle`]: connections that heartbeat, then fall silent, and when the
 //!   server closes them.
 //! - [`churn`]: connect / heartbeat / close cycles.
+//! - [`restart`]: connections that ride through a server restart with
+//!   hb-client's backoff, and how the reconnects bunch up.
 //! - [`latency`]: histograms and their summary.
 //! - [`procstat`]: the server process's memory, CPU and context switches.
 //! - [`progress`]: the progress bar on stderr.
@@ -24,6 +26,7 @@ pub mod idle;
 pub mod latency;
 pub mod procstat;
 pub mod progress;
+pub mod restart;
 
 use std::io;
 use std::net::SocketAddr;
