@@ -33,9 +33,9 @@ const REPLY_SLACK: usize = 16;
 /// Why a connection ended: the word in its log line and the `reason` label
 /// of `hb_connections_closed_total`.
 ///
-/// Adding a reason (issue 10's `drain`): a variant, its place in [`ALL`]
-/// and its [`label`]; the metric gets a series for it, starting at 0, and
-/// the log's summary of left-out lines counts it, with no other change.
+/// Adding a reason: a variant, its place in [`ALL`] and its [`label`]; the
+/// metric gets a series for it, starting at 0, and the log's summary of
+/// left-out lines counts it, with no other change.
 ///
 /// [`ALL`]: CloseReason::ALL
 /// [`label`]: CloseReason::label
