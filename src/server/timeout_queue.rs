@@ -243,7 +243,10 @@ impl<K: Hash + Eq, T: Tracked> TimeoutQueue<K, T> {
         active.sort_by_key(|(_, e)| e.queued_at);
         let rest = std::mem::take(&mut self.entries);
         let mut merged = IndexMap::with_capacity(rest.len() - self.removed + active.len());
-        let mut rest = rest.into_iter().filter(|(_, e)| e.item.is_some()).peekable();
+        let mut rest = rest
+            .into_iter()
+            .filter(|(_, e)| e.item.is_some())
+            .peekable();
         let mut active = active.into_iter().peekable();
         loop {
             let take_active = match (rest.peek(), active.peek()) {
@@ -419,9 +422,17 @@ mod tests {
         for k in (5..10).rev() {
             assert!(q.remove(&k).is_some());
         }
-        assert_eq!((q.entries.len(), q.removed), (10, 5), "5 of 10: no compaction yet");
+        assert_eq!(
+            (q.entries.len(), q.removed),
+            (10, 5),
+            "5 of 10: no compaction yet"
+        );
         assert!(q.remove(&4).is_some());
-        assert_eq!((q.entries.len(), q.removed), (4, 0), "6 removed of 10: compacted");
+        assert_eq!(
+            (q.entries.len(), q.removed),
+            (4, 0),
+            "6 removed of 10: compacted"
+        );
         assert_eq!(q.items().count(), 4);
         assert_eq!(q.next_deadline(), Some(t0 + TIMEOUT));
         assert_eq!(keys(q.expire(t0 + TIMEOUT + ms(10))), [0, 1, 2, 3]);
