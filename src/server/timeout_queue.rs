@@ -116,22 +116,26 @@ impl<K: Hash + Eq, T: Tracked> TimeoutQueue<K, T> {
     /// unique (the server's connection ids are): inserting a key again
     /// replaces its entry, at the cost of one compaction (O(n)).
     pub fn insert(&mut self, key: K, item: T, now: Instant) -> bool {
-        if self.entries.contains_key(&key) {
-            self.remove(&key);
-            self.compact();
-        }
         // Keep the order even if callers' clocks were read out of order.
         let queued_at = self
             .entries
             .last()
             .map_or(now, |(_, back)| back.queued_at.max(now));
-        self.entries.insert(
-            key,
-            Entry {
-                queued_at,
-                item: Some(item),
-            },
-        );
+        let entry = Entry {
+            queued_at,
+            item: Some(item),
+        };
+        match self.entries.entry(key) {
+            indexmap::map::Entry::Vacant(slot) => {
+                slot.insert(entry);
+            }
+            indexmap::map::Entry::Occupied(slot) => {
+                let (key, _) = slot.shift_remove_entry();
+                // The counts and the cursor are stale now: start afresh.
+                self.compact();
+                self.entries.insert(key, entry);
+            }
+        }
         self.len() == 1
     }
 
