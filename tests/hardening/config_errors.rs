@@ -83,7 +83,7 @@ fn zero_negative_and_absurd_values_are_usage_errors() {
 fn bad_environment_values_are_usage_errors() {
     assert_usage_error(&[], &[("HB_MAX_CONNECTIONS", "lots")], "HB_MAX_CONNECTIONS");
     assert_usage_error(&[], &[("HB_IDLE_TIMEOUT", "100y")], "too long");
-    assert_usage_error(&[], &[("HB_COMPAT", "SEED!")], "--compat");
+    assert_usage_error(&[], &[("HB_COMPAT", "SEED!")], "HB_COMPAT");
 }
 
 /// A bad value from the environment is reported under the variable's name
