@@ -503,8 +503,11 @@ fn client_cut_in_flight(case: &Case) -> Option<Seen> {
         .1
         .recv_timeout(PATIENCE)
         .expect("echo traffic did not start");
-    lab.cut(Side::Client);
+    // Stamped before the cut, like the other cut cases: the link cannot go
+    // down earlier than this, so a slow `ip` on a loaded machine cannot make
+    // a detection look early.
     let cut = Instant::now();
+    lab.cut(Side::Client);
     let retransmitting = || lab.sockets(Side::Server).contains("timer:(on,");
     let deadline = cut + secs(1);
     while !retransmitting() {
