@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 OS_TARGETS = x86_64-pc-windows-gnu x86_64-apple-darwin
 
-.PHONY: build run-server run-client test test-windows lint check-os bench bench-metrics faults faults-report hardening-full
+.PHONY: build run-server run-client test test-windows lint check-os bench bench-echo bench-metrics memory capacity faults faults-report hardening-full
 
 build:
 	$(CARGO) build --release
@@ -47,6 +47,30 @@ bench:
 # (docs/benchmarks.md; a few minutes; needs curl).
 bench-metrics:
 	scripts/bench_metrics.sh
+
+# A 10 s closed-loop echo run of 50 clients against a quiet hb-server
+# started for it; ARGS passes hb-bench echo flags (e.g. ARGS="-c 200").
+bench-echo:
+	$(CARGO) build --release --bins -q
+	rm -f target/bench-echo.addr; \
+	target/release/hb-server -q --listen 127.0.0.1:0 > target/bench-echo.addr & \
+	server=$$!; trap 'kill $$server' EXIT; \
+	until grep -q listening target/bench-echo.addr; do sleep 0.05; done; \
+	target/release/hb-bench --target $$(sed -n 's/^listening on //p' target/bench-echo.addr) \
+	  echo -d 10s $(ARGS)
+
+# The memory bill per connection, hb-server vs tokio, 10,000 heartbeating
+# connections (scripts/memory.sh; about 3 minutes; docs/benchmarks.md).
+memory:
+	scripts/memory.sh
+
+# Issue 9's full-size runs, one at a time: a mass close of 10,000
+# connections (the registry lock's total hold time) and 19,900 heartbeating
+# connections held for 60 s with the edge probed. Each side holds up to
+# 20,000 sockets, so the descriptor limit is raised first.
+capacity:
+	ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	$(CARGO) test --release --test capacity -- --ignored --nocapture --test-threads 1
 
 # The full-size hardening runs of issue 6 (docs/hardening.md): 20,000
 # connection attempts against 1,000 slots and a 100 MB line, in release.

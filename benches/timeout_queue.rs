@@ -99,23 +99,60 @@ fn expire(c: &mut Criterion) {
     group.finish();
 }
 
-/// A connection ending: `remove` from the middle of a queue of n, then
-/// `insert` at the back to keep n. Keys n/2, n/2+1, ... are taken in turn,
-/// so each removal is at position n/2 (IndexMap's shift_remove is O(n)).
+/// A connection ending while another starts: `remove` from the middle of a
+/// queue of n, then `insert` a new key at the back to keep n, as the server
+/// does (its connection ids are never reused). Removing key n/2 + k and
+/// inserting key n + k leaves the next key to remove at position n/2 again.
+/// The tombstones this leaves are compacted when they outnumber the live
+/// entries, so the compactions' cost is in the average too.
+///
+/// `remove_middle` times the removals alone (in batches of up to [`BATCH`],
+/// at most n/2 so that every key removed was inserted, the inserts that
+/// keep n untimed); `remove_insert` times both.
 fn remove(c: &mut Criterion) {
+    const BATCH: u64 = 64;
     let mut group = c.benchmark_group("remove_middle");
     group.sample_size(20);
     for n in SIZES {
         let t0 = Instant::now();
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
             let (mut queue, _stamps) = filled(n, t0);
-            let half = (n / 2) as u64;
+            let (half, n) = ((n / 2) as u64, n as u64);
+            let mut k = 0;
+            let mut removed = Vec::with_capacity(BATCH as usize);
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let batch = left.min(BATCH).min(half);
+                    let start = Instant::now();
+                    for j in 0..batch {
+                        removed.push(queue.remove(&(half + k + j)).expect("present"));
+                    }
+                    timed += start.elapsed();
+                    for (j, item) in (0..).zip(removed.drain(..)) {
+                        queue.insert(n + k + j, item, t0);
+                    }
+                    k += batch;
+                    left -= batch;
+                }
+                timed
+            });
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("remove_insert");
+    group.sample_size(20);
+    for n in SIZES {
+        let t0 = Instant::now();
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            let (mut queue, _stamps) = filled(n, t0);
+            let (half, n) = ((n / 2) as u64, n as u64);
             let mut k = 0;
             b.iter(|| {
-                let key = half + k % half;
+                let item = queue.remove(&(half + k)).expect("present");
+                queue.insert(n + k, item, t0);
                 k += 1;
-                let item = queue.remove(&key).expect("present");
-                queue.insert(key, item, t0);
             });
         });
     }

@@ -6,6 +6,8 @@
 //! than failures (or panics on `Instant` overflow) later.
 
 use crate::sockopt::{Keepalive, SocketOptions};
+use std::io::{self, ErrorKind};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// The longest timeout any flag accepts: a week. Longer is surely a typo,
@@ -30,8 +32,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let secs: u64 = text.parse().map_err(|_| "number too large".to_string())?;
         Duration::from_secs(secs)
     } else {
-        humantime::parse_duration(text)
-            .map_err(|e| format!("{e} (expected e.g. 500ms, 25s, 2m, or seconds)"))?
+        humantime::parse_duration(text).map_err(|e| {
+            format!(
+                "{} (expected e.g. 500ms, 25s, 2m, or seconds)",
+                explain_duration_error(text, &e)
+            )
+        })?
     };
     if duration > MAX_DURATION {
         return Err(format!(
@@ -52,6 +58,33 @@ pub fn display_duration(duration: Duration) -> String {
     }
     let digits = format!("{fraction:03}");
     format!("{secs}.{}s", digits.trim_end_matches('0'))
+}
+
+/// humantime's message, without the byte offsets it gives for a bad
+/// character or a missing number (`expected number at 0`), which say
+/// nothing to someone who typed `abc`.
+fn explain_duration_error(text: &str, error: &humantime::DurationError) -> String {
+    use humantime::DurationError::{InvalidCharacter, NumberExpected};
+    match error {
+        InvalidCharacter(_) | NumberExpected(_) => format!("{text:?} is not a duration"),
+        other => other.to_string(),
+    }
+}
+
+/// Says that the port is missing when `addr` has none: std reports
+/// `127.0.0.1`, `[::1]` or `localhost` only as "invalid socket address".
+/// Other errors pass unchanged.
+pub fn explain_address_error(addr: &str, error: io::Error) -> io::Error {
+    let lacks_port = addr.parse::<IpAddr>().is_ok()
+        || (addr.starts_with('[') && addr.ends_with(']'))
+        || !addr.contains(':');
+    if error.kind() != ErrorKind::InvalidInput || !lacks_port {
+        return error;
+    }
+    io::Error::new(
+        ErrorKind::InvalidInput,
+        format!("{error}: the port is missing (expected HOST:PORT, e.g. 127.0.0.1:5005)"),
+    )
 }
 
 /// A keepalive time: whole seconds from 1s to 32767s, since that is what the

@@ -96,6 +96,26 @@ fn heartbeats_outlive_the_server_idle_timeout() {
     assert!(client.has_logged("heartbeat answered"));
 }
 
+/// At the default level a routine heartbeat (sent, answered) logs nothing:
+/// at a short heartbeat idle it would fill the terminal.
+#[test]
+fn routine_heartbeats_are_logged_only_at_debug() {
+    let server = ServerProcess::start(&["-v"]);
+    let mut client = ClientProcess::start(server.addr, &["--heartbeat-idle", "100ms"]);
+    for _ in 0..3 {
+        server.wait_log("heartbeat answered");
+    }
+    client.close_stdin();
+    let status = client.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(0), "stderr: {:?}", client.logged);
+    let heartbeat_lines: Vec<_> = client
+        .logged
+        .iter()
+        .filter(|l| l.contains("heartbeat sent") || l.contains("heartbeat answered"))
+        .collect();
+    assert!(heartbeat_lines.is_empty(), "at info: {heartbeat_lines:?}");
+}
+
 /// Idle 400ms, then 3 heartbeats 200ms apart: give up at 400 + 3 x 200.
 /// `-v` logs each heartbeat sent.
 const GIVE_UP_ARGS: [&str; 7] = [

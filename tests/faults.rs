@@ -38,15 +38,12 @@ const EARLY: Duration = Duration::from_millis(50);
 
 /// How much later than its bound a detection may be measured: scheduling
 /// delay of the processes, of `ip` and of the log reader on a 2-core machine
-/// shared with compilers. The issue allows 1 s; the table shows how little is
-/// used.
-const LATE: Duration = Duration::from_millis(500);
-
-/// [`LATE`] for the cases bounded by TCP_USER_TIMEOUT, which Linux counts
-/// from the first retransmission, one RTO after the data was sent. The RTO
-/// is srtt + 4 x rttvar, at least 200 ms; on a loaded machine the RTT samples
-/// it comes from are inflated, so these cases get the issue's full second.
-const LATE_RTO: Duration = Duration::from_secs(1);
+/// shared with compilers, and for the cases bounded by TCP_USER_TIMEOUT the
+/// RTO, which Linux counts from the first retransmission and which a loaded
+/// machine inflates (srtt + 4 x rttvar, at least 200 ms). The fault issue
+/// allows 1 s; the table shows how little is used (0.5 s was too tight:
+/// case 7b was once noticed 0.57 s late on a loaded machine).
+const LATE: Duration = Duration::from_secs(1);
 
 /// How long the cases that must *not* notice a fault watch: twice the
 /// keepalive detection time of their flags (1 s + 1 s x 2 = 3 s).
@@ -82,8 +79,6 @@ struct Case {
     /// The configured bound, as a formula of the flags.
     bound: &'static str,
     expect: Expect,
-    /// Tolerance past the bound: [`LATE`] or [`LATE_RTO`].
-    late: Duration,
     /// Part of the close reason or exit description expected, for `Within`.
     how: &'static str,
     run: fn(&Case) -> Option<Seen>,
@@ -103,7 +98,6 @@ static CASES: &[Case] = &[
         flags: "",
         bound: "at once: the client's kernel sends FIN",
         expect: Expect::Within(Duration::ZERO),
-        late: LATE,
         how: "peer_closed",
         run: client_signalled,
     },
@@ -114,7 +108,6 @@ static CASES: &[Case] = &[
         flags: "--no-keepalive --idle-timeout 2s",
         bound: "idle-timeout = 2 s",
         expect: Expect::Within(secs(2)),
-        late: LATE,
         how: "idle_timeout",
         run: client_signalled,
     },
@@ -125,7 +118,6 @@ static CASES: &[Case] = &[
         flags: "--idle-timeout 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
         bound: "never: the frozen client's kernel answers every probe",
         expect: Expect::Unnoticed(WATCH),
-        late: LATE,
         how: "",
         run: client_signalled,
     },
@@ -136,7 +128,6 @@ static CASES: &[Case] = &[
         flags: "--idle-timeout 2s --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
         bound: "idle-timeout = 2 s (keepalive never fires)",
         expect: Expect::Within(secs(2)),
-        late: LATE,
         how: "idle_timeout",
         run: client_signalled,
     },
@@ -147,7 +138,6 @@ static CASES: &[Case] = &[
         flags: "--no-keepalive --idle-timeout 2s",
         bound: "idle-timeout = 2 s",
         expect: Expect::Within(secs(2)),
-        late: LATE,
         how: "idle_timeout",
         run: client_cut_idle,
     },
@@ -158,7 +148,6 @@ static CASES: &[Case] = &[
         flags: "--idle-timeout 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
         bound: "idle + interval x count = 1 + 1 x 2 = 3 s",
         expect: Expect::Within(secs(3)),
-        late: LATE,
         how: "timed_out",
         run: client_cut_idle,
     },
@@ -169,7 +158,6 @@ static CASES: &[Case] = &[
         flags: "--idle-timeout 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2 --user-timeout 0",
         bound: "idle + interval x count = 3 s",
         expect: Expect::Within(secs(3)),
-        late: LATE,
         how: "timed_out",
         run: client_cut_idle,
     },
@@ -180,7 +168,6 @@ static CASES: &[Case] = &[
         flags: "--idle-timeout 5s --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
         bound: "keepalive 3 s, before idle-timeout 5 s",
         expect: Expect::Within(secs(3)),
-        late: LATE,
         how: "timed_out",
         run: client_cut_idle,
     },
@@ -191,7 +178,6 @@ static CASES: &[Case] = &[
         flags: "--no-keepalive --idle-timeout 2s",
         bound: "idle-timeout = 2 s (the reaper aborts the stuck write)",
         expect: Expect::Within(secs(2)),
-        late: LATE,
         how: "idle_timeout",
         run: client_cut_in_flight,
     },
@@ -202,7 +188,6 @@ static CASES: &[Case] = &[
         flags: "--idle-timeout 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2 --user-timeout 0",
         bound: "never by keepalive (silent while data is unacknowledged); retransmission gives up after tcp_retries2 (15: about 15 min)",
         expect: Expect::Unnoticed(WATCH),
-        late: LATE,
         how: "",
         run: client_cut_in_flight,
     },
@@ -213,7 +198,6 @@ static CASES: &[Case] = &[
         flags: "--idle-timeout 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2 --user-timeout 2s",
         bound: "first RTO + user-timeout = 0.2 + 2 = 2.2 s (the user timeout counts from the first retransmission)",
         expect: Expect::Within(Duration::from_millis(2200)),
-        late: LATE_RTO,
         how: "timed_out",
         run: client_cut_in_flight,
     },
@@ -224,7 +208,6 @@ static CASES: &[Case] = &[
         flags: "--idle-timeout 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
         bound: "first RTO + default user-timeout (idle + interval x count) = 0.2 + 3 = 3.2 s",
         expect: Expect::Within(Duration::from_millis(3200)),
-        late: LATE_RTO,
         how: "timed_out",
         run: client_cut_in_flight,
     },
@@ -235,7 +218,6 @@ static CASES: &[Case] = &[
         flags: "",
         bound: "at once: the server's kernel sends FIN",
         expect: Expect::Within(Duration::ZERO),
-        late: LATE,
         how: "exit 1",
         run: server_signalled,
     },
@@ -246,7 +228,6 @@ static CASES: &[Case] = &[
         flags: "--no-keepalive --heartbeat-idle 500ms --heartbeat-interval 250ms --heartbeat-retries 2",
         bound: "heartbeat-idle + retries x interval = 0.5 + 2 x 0.25 = 1 s",
         expect: Expect::Within(secs(1)),
-        late: LATE,
         how: "exit 3",
         run: server_signalled,
     },
@@ -257,7 +238,6 @@ static CASES: &[Case] = &[
         flags: "--heartbeat-idle 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
         bound: "never: the frozen server's kernel answers every probe",
         expect: Expect::Unnoticed(WATCH),
-        late: LATE,
         how: "",
         run: server_signalled,
     },
@@ -268,7 +248,6 @@ static CASES: &[Case] = &[
         flags: "--heartbeat-idle 500ms --heartbeat-interval 250ms --heartbeat-retries 2 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
         bound: "heartbeat-idle + retries x interval = 1 s (keepalive never fires)",
         expect: Expect::Within(secs(1)),
-        late: LATE,
         how: "exit 3",
         run: server_signalled,
     },
@@ -279,7 +258,6 @@ static CASES: &[Case] = &[
         flags: "--no-keepalive --heartbeat-idle 500ms --heartbeat-interval 250ms --heartbeat-retries 2",
         bound: "heartbeat-idle + retries x interval = 1 s",
         expect: Expect::Within(secs(1)),
-        late: LATE,
         how: "exit 3",
         run: server_cut,
     },
@@ -290,7 +268,6 @@ static CASES: &[Case] = &[
         flags: "--heartbeat-idle 0 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
         bound: "idle + interval x count = 1 + 1 x 2 = 3 s",
         expect: Expect::Within(secs(3)),
-        late: LATE,
         how: "exit 1",
         run: server_cut,
     },
@@ -301,7 +278,6 @@ static CASES: &[Case] = &[
         flags: "--heartbeat-idle 500ms --heartbeat-interval 250ms --heartbeat-retries 2 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2",
         bound: "heartbeats 1 s, before keepalive 3 s",
         expect: Expect::Within(secs(1)),
-        late: LATE,
         how: "exit 3",
         run: server_cut,
     },
@@ -312,7 +288,6 @@ static CASES: &[Case] = &[
         flags: "--heartbeat-idle 1s --heartbeat-interval 1s --heartbeat-retries 5 --keepalive-idle 1 --keepalive-interval 1 --keepalive-count 2 --user-timeout 2s",
         bound: "heartbeat-idle + tail-loss probe (0.2 s for a lone segment) + first RTO (0.2 s) + user-timeout = 1 + 0.4 + 2 = 3.4 s, before heartbeats give up at 1 + 5 x 1 = 6 s",
         expect: Expect::Within(Duration::from_millis(3400)),
-        late: LATE_RTO,
         how: "exit 1",
         run: server_cut,
     },
@@ -370,8 +345,7 @@ fn verdict(case: &Case, seen: &Seen) -> Result<(), String> {
             }
         }
         (Expect::Within(bound), Seen::Unnoticed(watched)) => Err(format!(
-            "{name}: not noticed within {watched:?} (bound {bound:?} + {:?})",
-            case.late
+            "{name}: not noticed within {watched:?} (bound {bound:?} + {LATE:?})"
         )),
         (Expect::Unnoticed(_), Seen::Unnoticed(_)) => Ok(()),
         (Expect::Unnoticed(watch), Seen::After(after, how)) => Err(format!(
@@ -388,7 +362,7 @@ fn flags(case: &Case) -> Vec<&'static str> {
 /// well past bound + LATE, so a late detection is measured, not cut off.
 fn watch_time(expect: Expect) -> Duration {
     match expect {
-        Expect::Within(bound) => bound + LATE_RTO + secs(2),
+        Expect::Within(bound) => bound + LATE + secs(2),
         Expect::Unnoticed(watch) => watch,
     }
 }
@@ -534,8 +508,11 @@ fn client_cut_in_flight(case: &Case) -> Option<Seen> {
         .1
         .recv_timeout(PATIENCE)
         .expect("echo traffic did not start");
-    lab.cut(Side::Client);
+    // Stamped before the cut, like the other cut cases: the link cannot go
+    // down earlier than this, so a slow `ip` on a loaded machine cannot make
+    // a detection look early.
     let cut = Instant::now();
+    lab.cut(Side::Client);
     let retransmitting = || lab.sockets(Side::Server).contains("timer:(on,");
     let deadline = cut + secs(1);
     while !retransmitting() {

@@ -561,7 +561,9 @@ fn a_malformed_address_is_not_retried() {
     assert_eq!(status.code(), Some(1), "stderr: {lines:?}");
     assert_eq!(
         lines.last().map(String::as_str),
-        Some("hb-client: cannot connect to nonsense: invalid socket address"),
+        Some(
+            "hb-client: cannot connect to nonsense: invalid socket address: the port is missing (expected HOST:PORT, e.g. 127.0.0.1:5005)"
+        ),
         "stderr: {lines:?}"
     );
     assert!(

@@ -145,7 +145,10 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
 /// Binds the first address `spec` resolves to (`127.0.0.1:5005`,
 /// `[::1]:5005`, `localhost:5005`).
 fn listen(spec: &str) -> io::Result<TcpListener> {
-    let addr = spec.to_socket_addrs()?.next().ok_or_else(|| {
+    let mut addrs = spec
+        .to_socket_addrs()
+        .map_err(|e| config::explain_address_error(spec, e))?;
+    let addr = addrs.next().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing")
     })?;
     server::bind(addr)

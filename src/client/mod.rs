@@ -168,7 +168,10 @@ pub fn connect(addr: &str, config: &ClientConfig) -> Result<TcpStream, ClientErr
         source,
     };
     let mut last_error = None;
-    for candidate in addr.to_socket_addrs().map_err(failed)? {
+    let candidates = addr
+        .to_socket_addrs()
+        .map_err(|e| failed(crate::config::explain_address_error(addr, e)))?;
+    for candidate in candidates {
         match connect_to(candidate, config) {
             Ok(stream) => return Ok(stream),
             Err(e) => {

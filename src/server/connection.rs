@@ -22,9 +22,18 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// Bytes read per `read` call. The reply buffer grows to this plus a few
-/// bytes, so a connection's buffers stay this size however long its lines.
+/// Bytes read per `read` call at most. The reply buffer grows to this plus
+/// a few bytes, so a connection's buffers stay this size however long its
+/// lines.
 pub const READ_CHUNK: usize = 4096;
+
+/// Bytes read per `read` call while a connection sends little: a heartbeat
+/// (10 bytes) or a short line fits. Most connections only heartbeat, and a
+/// READ_CHUNK buffer each, on the thread's stack, was a page of every
+/// thread's touched stack: 12 of the 13.7 KiB RSS per connection were
+/// stack (docs/benchmarks.md). An eighth of a page keeps short lines in one
+/// read.
+const SMALL_READ: usize = 512;
 
 /// How much longer than its input a reply can be: `LineHandler::feed` may
 /// add the few held bytes of a line start that could have been `HeartBeat\r`.
@@ -276,7 +285,7 @@ impl Connection {
     pub fn serve(&self, compat: Compat, early: &[u8]) -> io::Result<()> {
         let mut stream = &self.stream;
         let mut lines = LineHandler::default();
-        let mut input = [0u8; READ_CHUNK];
+        let mut input = ReadBuffer::default();
         // Sized by what arrives, not allocated at READ_CHUNK up front: most
         // connections only heartbeat, and a 4 KiB buffer each was a quarter
         // of the server's memory per connection (docs/benchmarks.md).
@@ -284,11 +293,12 @@ impl Connection {
         let mut counts = TrafficTotals::default();
         let mut early = Some(early).filter(|bytes| !bytes.is_empty());
         loop {
-            let chunk = match early.take() {
-                Some(bytes) => bytes,
-                None => match stream.read(&mut input) {
+            // `read`: how many bytes the socket gave, to size the buffer by.
+            let (chunk, read) = match early.take() {
+                Some(bytes) => (bytes, None),
+                None => match stream.read(input.space()) {
                     Ok(0) => break,
-                    Ok(n) => &input[..n],
+                    Ok(n) => (input.filled(n), Some(n)),
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 },
@@ -309,6 +319,9 @@ impl Connection {
             counts.sent_bytes += replies.len() as u64;
             counts.store(&self.traffic);
             stream.write_all(&replies)?;
+            if read.is_some_and(|n| input.fit(n)) {
+                replies = Vec::new();
+            }
         }
         replies.clear();
         lines.finish(&mut replies);
@@ -369,8 +382,69 @@ impl TrafficTotals {
     }
 }
 
+/// A connection's read buffer, on the heap and sized by the traffic:
+/// [`SMALL_READ`] bytes while reads are small, [`READ_CHUNK`] once a read
+/// fills it (more is likely waiting: a long line or a burst), and small again
+/// after a read that a small buffer would have held (the burst is over).
+/// Growing and shrinking are a `realloc` each, only when the traffic changes
+/// size, against a syscall per read.
+struct ReadBuffer(Vec<u8>);
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        Self(vec![0; SMALL_READ])
+    }
+}
+
+impl ReadBuffer {
+    /// Where the next read goes.
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    /// The `n` bytes the last read put in.
+    fn filled(&self, n: usize) -> &[u8] {
+        &self.0[..n]
+    }
+
+    /// Resizes for the next read after one of `n` bytes; true when it shrank
+    /// (the caller's buffers sized by the burst can shrink too).
+    fn fit(&mut self, n: usize) -> bool {
+        let len = self.0.len();
+        if n == len && len < READ_CHUNK {
+            self.0.resize(READ_CHUNK, 0);
+        } else if n <= SMALL_READ && len > SMALL_READ {
+            self.0.truncate(SMALL_READ);
+            self.0.shrink_to_fit();
+            return true;
+        }
+        false
+    }
+}
+
 impl Tracked for Arc<Connection> {
     fn last_activity(&self) -> Instant {
         self.activity.last()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_buffer_grows_on_a_full_read_and_shrinks_after_a_small_one() {
+        let mut buffer = ReadBuffer::default();
+        assert_eq!(buffer.space().len(), SMALL_READ);
+        assert!(!buffer.fit(10), "a heartbeat keeps it small");
+        assert_eq!(buffer.space().len(), SMALL_READ);
+        assert!(!buffer.fit(SMALL_READ));
+        assert_eq!(buffer.space().len(), READ_CHUNK, "a full read grows it");
+        assert!(!buffer.fit(READ_CHUNK));
+        assert!(!buffer.fit(SMALL_READ + 1), "still a burst");
+        assert_eq!(buffer.space().len(), READ_CHUNK);
+        assert!(buffer.fit(SMALL_READ), "the burst is over");
+        assert_eq!(buffer.space().len(), SMALL_READ);
+        assert!(buffer.0.capacity() <= SMALL_READ + 64, "memory given back");
     }
 }

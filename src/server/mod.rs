@@ -235,6 +235,14 @@ impl Server {
         }
     }
 
+    /// How long the registry's lock (shared by the acceptor, every
+    /// connection's start and end, and the reaper) has been held in total
+    /// since the server started: what a burst of connects or closes costs
+    /// everyone else waiting for it.
+    pub fn registry_lock_held(&self) -> Duration {
+        self.shared.registry.lock_held()
+    }
+
     /// Stops accepting, closes every connection, joins every thread.
     pub fn shutdown(mut self) -> Summary {
         self.stop();

@@ -81,9 +81,73 @@ fn zero_negative_and_absurd_values_are_usage_errors() {
 
 #[test]
 fn bad_environment_values_are_usage_errors() {
-    assert_usage_error(&[], &[("HB_MAX_CONNECTIONS", "lots")], "--max-connections");
+    assert_usage_error(&[], &[("HB_MAX_CONNECTIONS", "lots")], "HB_MAX_CONNECTIONS");
     assert_usage_error(&[], &[("HB_IDLE_TIMEOUT", "100y")], "too long");
-    assert_usage_error(&[], &[("HB_COMPAT", "SEED!")], "--compat");
+    assert_usage_error(&[], &[("HB_COMPAT", "SEED!")], "HB_COMPAT");
+}
+
+/// A bad value from the environment is reported under the variable's name
+/// (where to fix it), not the flag's; the flag, when given, wins and is
+/// named.
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let env = [("HB_IDLE_TIMEOUT", "abc")];
+    let output = run_server(&[], &env);
+    assert_one_line_error(
+        &output,
+        "hb-server",
+        2,
+        "HB_IDLE_TIMEOUT=abc",
+        "HB_IDLE_TIMEOUT",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("--idle-timeout"), "{stderr:?}");
+    let output = run_server(&["--idle-timeout", "soon"], &env);
+    assert_one_line_error(&output, "hb-server", 2, "both", "--idle-timeout");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("\"soon\""));
+}
+
+/// `abc` is not a duration; humantime's "expected number at 0" (a byte
+/// offset) must not reach the user.
+#[test]
+fn a_bad_duration_says_so_without_the_parser_position() {
+    for (args, program) in [
+        (
+            &["--idle-timeout", "abc"][..],
+            env!("CARGO_BIN_EXE_hb-server"),
+        ),
+        (
+            &["--connect", "127.0.0.1:1", "--heartbeat-idle", "abc"][..],
+            env!("CARGO_BIN_EXE_hb-client"),
+        ),
+        (
+            &["--keepalive-idle", "1x!"][..],
+            env!("CARGO_BIN_EXE_hb-server"),
+        ),
+    ] {
+        let output = run(program, args, &[]);
+        let name = if program.ends_with("hb-server") {
+            "hb-server"
+        } else {
+            "hb-client"
+        };
+        assert_one_line_error(&output, name, 2, &format!("{args:?}"), "is not a duration");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !stderr.contains(" at "),
+            "parser position leaked: {stderr:?}"
+        );
+    }
+}
+
+/// An address without a port says that the port is missing, on both sides.
+#[test]
+fn an_address_without_a_port_says_the_port_is_missing() {
+    for addr in ["127.0.0.1", "[::1]", "localhost"] {
+        assert_usage_error(&["--listen", addr], &[], "the port is missing");
+        let output = run(env!("CARGO_BIN_EXE_hb-client"), &["--connect", addr], &[]);
+        assert_one_line_error(&output, "hb-client", 1, addr, "the port is missing");
+    }
 }
 
 #[test]

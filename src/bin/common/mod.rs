@@ -2,7 +2,8 @@
 //! and the signal handler. Kept out of the library, which never touches process-global
 //! state (the logger, signal dispositions).
 
-use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
+use clap::{CommandFactory, Parser};
 use crossbeam::channel;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -77,7 +78,8 @@ pub const EXIT_USAGE: u8 = 2;
 /// them and exit 0; every other parse error becomes one line on stderr and
 /// exit 2. Clap's own rendering adds a blank line, a usage line and a hint,
 /// which scripts and log collectors split into unrelated lines; its first
-/// line says it all.
+/// line says it all. A bad value that came from an environment variable is
+/// reported under the variable's name, since that is where to fix it.
 pub fn parse_args<T: Parser>(program: &str) -> Result<T, ExitCode> {
     T::try_parse().map_err(|e| {
         if !e.use_stderr() {
@@ -86,8 +88,35 @@ pub fn parse_args<T: Parser>(program: &str) -> Result<T, ExitCode> {
         }
         let rendered = e.render().to_string();
         let first = rendered.lines().next().unwrap_or_default();
-        let message = first.strip_prefix("error: ").unwrap_or(first);
+        let mut message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+        if let Some((flag, variable)) = value_from_environment::<T>(&e) {
+            message = message.replace(&format!("'{flag}'"), &format!("{variable} (environment)"));
+        }
         eprintln!("{program}: {message} (see --help)");
         ExitCode::from(EXIT_USAGE)
     })
+}
+
+/// For an error about a flag's value, when that value came from the flag's
+/// environment variable (the flag is not on the command line and the
+/// variable is set): the flag as clap names it (`--idle-timeout <DUR>`) and
+/// the variable.
+fn value_from_environment<T: CommandFactory>(error: &clap::Error) -> Option<(String, String)> {
+    let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = flag.strip_prefix("--")?.split(' ').next()?;
+    let command = T::command();
+    let variable = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))?
+        .get_env()?
+        .to_str()?
+        .to_string();
+    let on_command_line = std::env::args_os().skip(1).any(|arg| {
+        arg.to_str()
+            .is_some_and(|arg| arg == format!("--{long}") || arg.starts_with(&format!("--{long}=")))
+    });
+    let set = std::env::var_os(&variable).is_some();
+    (!on_command_line && set).then(|| (flag.clone(), variable))
 }
