@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 OS_TARGETS = x86_64-pc-windows-gnu x86_64-apple-darwin
 
-.PHONY: build run-server run-client test test-windows lint check-os bench bench-echo memory capacity faults faults-report hardening-full
+.PHONY: build run-server run-client test test-windows lint check-os bench bench-echo bench-metrics memory capacity faults faults-report hardening-full
 
 build:
 	$(CARGO) build --release
@@ -41,6 +41,12 @@ test-windows:
 bench:
 	$(CARGO) bench --bench timeout_queue
 	scripts/bench.sh
+
+# The metrics' cost (issue 11): the 50-client echo with metrics off and on,
+# alternated, and the scrape time with 10,000 connections open
+# (docs/benchmarks.md; a few minutes; needs curl).
+bench-metrics:
+	scripts/bench_metrics.sh
 
 # A 10 s closed-loop echo run of 50 clients against a quiet hb-server
 # started for it; ARGS passes hb-bench echo flags (e.g. ARGS="-c 200").

@@ -8,8 +8,9 @@
 //!
 //! Map of the parts:
 //! - [`server`]: the accept loop and shutdown, one thread per connection,
-//!   the timeout queue and the reaper that closes idle connections, and the
-//!   article's heartbeat framing (`--compat seed`).
+//!   the timeout queue and the reaper that closes idle connections, the
+//!   article's heartbeat framing (`--compat seed`), and the Prometheus
+//!   metrics with their `/metrics` endpoint.
 //! - [`client`]: the client's coordinator and its threads, the heartbeat
 //!   policy, the matching of replies to requests, the heartbeat round
 //!   trips, and `--reconnect` with its backoff policy.

@@ -26,6 +26,10 @@ pub struct LineHandler {
     /// True once the current line is known not to be a heartbeat: its bytes
     /// stream straight through until its LF.
     mid_line: bool,
+    /// Lines answered so far that were not heartbeats, for the server's
+    /// `hb_lines_total`: counted here, where lines end, so nobody scans the
+    /// input twice.
+    lines: u64,
 }
 
 impl LineHandler {
@@ -65,9 +69,18 @@ impl LineHandler {
     /// sending): uppercased, with no line ending added. Such a line is never
     /// a heartbeat, since a heartbeat is a whole line.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.mid_line || self.held_len > 0 {
+            self.lines += 1;
+        }
         push_uppercased(out, &self.held[..self.held_len]);
         self.held_len = 0;
         self.mid_line = false;
+    }
+
+    /// Lines answered so far other than heartbeats: each one ended by LF, and
+    /// the final one without LF that [`finish`](Self::finish) answered.
+    pub fn lines(&self) -> u64 {
+        self.lines
     }
 
     /// Streams `input` up to and including the next LF; returns the rest.
@@ -76,6 +89,7 @@ impl LineHandler {
             Some(end) => {
                 push_uppercased(out, &input[..=end]);
                 self.mid_line = false;
+                self.lines += 1;
                 &input[end + 1..]
             }
             None => {
@@ -106,6 +120,7 @@ impl LineHandler {
             out.extend_from_slice(HEARTBEAT_REPLY);
         } else {
             push_uppercased(out, body);
+            self.lines += 1;
         }
         out.extend_from_slice(ending);
         self.held_len = 0;
@@ -144,6 +159,22 @@ mod tests {
             out.extend_from_slice(ending);
         }
         out
+    }
+
+    /// Every line that is not a heartbeat counts once, however it is split
+    /// and whichever way it starts, and so does a last line without LF.
+    #[test]
+    fn counts_the_lines_that_are_not_heartbeats() {
+        let mut handler = LineHandler::default();
+        let mut out = Vec::new();
+        handler.feed(b"Heart", &mut out);
+        handler.feed(b"Beat\nHeartBeatX\nhel", &mut out);
+        handler.feed(b"lo\n\nHeartBeat\r\nHea", &mut out);
+        assert_eq!(handler.lines(), 3);
+        handler.finish(&mut out);
+        assert_eq!(handler.lines(), 4);
+        handler.finish(&mut out);
+        assert_eq!(handler.lines(), 4, "nothing held, nothing counted");
     }
 
     #[test]

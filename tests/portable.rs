@@ -70,7 +70,7 @@ fn an_idle_connection_is_closed_and_its_thread_freed_on_time() {
     server.wait_log("conn 1 from");
     // The client keeps its end open and silent: only the server's own wake-up
     // can end the thread's blocked read.
-    let closed = server.wait_log("closed: idle timeout");
+    let closed = server.wait_log("closed: idle_timeout");
     let took = start.elapsed();
     assert!(took >= BOUND, "closed early, after {took:?}: {closed}");
     assert!(took <= BOUND + LATE, "closed after {took:?}: {closed}");

@@ -263,7 +263,7 @@ fn compat_seed_answers_the_seed_clients_heartbeats_past_the_idle_timeout() {
     signal(seed.child.id(), "KILL");
     let killed = Instant::now();
     let (reason, noticed) = wait_close(&server, PATIENCE);
-    assert_eq!(reason, "peer closed");
+    assert_eq!(reason, "peer_closed");
     assert!(
         noticed - killed <= LATE,
         "killed client noticed after {:?}",
@@ -297,7 +297,7 @@ fn without_compat_the_seed_clients_first_heartbeat_goes_unanswered() {
     // answers it; its bytes were the last activity, and the reaper closes
     // the connection one idle timeout later.
     let (reason, closed) = wait_close(&server, IDLE_TIMEOUT + PATIENCE);
-    assert_eq!(reason, "idle timeout");
+    assert_eq!(reason, "idle_timeout");
     let after = closed - sent;
     assert!(after + EARLY >= IDLE_TIMEOUT, "closed after {after:?}");
     assert!(after <= IDLE_TIMEOUT + LATE, "closed after {after:?}");
@@ -328,7 +328,7 @@ fn compat_seed_notices_a_frozen_seed_client_at_the_idle_timeout() {
     signal(seed.child.id(), "STOP");
     let (reason, noticed) = wait_close(&server, IDLE_TIMEOUT + PATIENCE);
     signal(seed.child.id(), "CONT");
-    assert_eq!(reason, "idle timeout");
+    assert_eq!(reason, "idle_timeout");
     let after = noticed - last;
     assert!(
         after + EARLY >= IDLE_TIMEOUT,

@@ -69,8 +69,10 @@ fn idle_connection_is_closed_after_the_timeout_not_before() {
     let timeout = Duration::from_millis(300);
     let server = start_server(Some(timeout), 10);
     let mut c = connect(server.local_addr());
-    round_trip(&mut c, b"x\n", b"X\n");
+    // Taken before the send: the server stamps its read after it (taken
+    // after the reply, it measured up to a reply's latency too little).
     let last_activity = Instant::now();
+    round_trip(&mut c, b"x\n", b"X\n");
     assert_eq!(read_to_eof(&mut c), b"", "idle close must be a clean EOF");
     let idle = last_activity.elapsed();
     assert!(idle >= timeout, "closed early, after {idle:?}");

@@ -1,6 +1,7 @@
 //! `hb-server`: parses flags, installs the signal handler, binds, and runs
 //! the server. Exit codes: 0 after a clean shutdown, 1 on a runtime error,
-//! 2 on a bad flag or an address that cannot be bound.
+//! 2 on a bad flag or an address (to serve or for metrics) that cannot be
+//! bound.
 
 mod common;
 
@@ -61,6 +62,11 @@ struct Args {
     #[arg(long, env = "HB_COMPAT", value_enum, default_value_t = Compat::None, value_name = "MODE")]
     compat: Compat,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free
+    /// port) [default: off]
+    #[arg(long, env = "HB_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
+
     #[command(flatten)]
     keepalive: KeepaliveArgs,
 
@@ -96,6 +102,15 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
     };
     let listener = listen(&args.listen)
         .map_err(|e| (EXIT_USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(spec) => Some(listen(spec).map_err(|e| {
+            (
+                EXIT_USAGE,
+                format!("cannot listen for metrics on {spec}: {e}"),
+            )
+        })?),
+        None => None,
+    };
     let shutdown = signal_channel().map_err(|e| {
         (
             EXIT_RUNTIME,
@@ -104,9 +119,17 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
     })?;
     raise_fd_limit(config.max_connections);
     log_settings(&config, args.drain);
-    let server = Server::start(listener, config)
+    let mut server = Server::start(listener, config)
         .map_err(|e| (EXIT_RUNTIME, format!("cannot start: {e}")))?;
-    announce(server.local_addr());
+    let metrics_addr = match metrics_listener {
+        Some(listener) => Some(
+            server
+                .serve_metrics(listener)
+                .map_err(|e| (EXIT_RUNTIME, format!("cannot serve metrics: {e}")))?,
+        ),
+        None => None,
+    };
+    announce(server.local_addr(), metrics_addr);
     // A signal, or the handler's sender gone, both mean stop.
     let _ = shutdown.recv();
     let summary = server.drain(args.drain);
@@ -131,11 +154,15 @@ fn listen(spec: &str) -> io::Result<TcpListener> {
     server::bind(addr)
 }
 
-/// The one stdout line scripts read to learn the bound address, printed
-/// once the server accepts.
-fn announce(local: SocketAddr) {
+/// The stdout lines scripts read to learn the bound addresses, printed once
+/// the server accepts: `listening on ADDR`, then with `--metrics-listen`
+/// `metrics on http://ADDR/metrics`.
+fn announce(local: SocketAddr, metrics: Option<SocketAddr>) {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {local}");
+    if let Some(addr) = metrics {
+        let _ = writeln!(stdout, "metrics on http://{addr}/metrics");
+    }
     let _ = stdout.flush();
 }
 

@@ -5,6 +5,7 @@
 //! header may take up to 5 s to arrive, which the accept loop cannot wait
 //! for), and the refusal is logged with its reason.
 
+use super::conn_log::{ConnLog, Event};
 use super::connection::{Connection, RefuseReason};
 use super::per_ip::{AddressLimits, AddressSlot};
 use super::proxy_header::Source;
@@ -30,7 +31,8 @@ pub fn log_level(health_check: bool, usual: Level) -> Level {
 
 /// Reads the PROXY header when `--proxy-protocol` is on, then takes a place
 /// in the client address's count. Refuses the connection (and says why in
-/// the log) when either fails.
+/// the log, within `log`'s rate limit) when either fails: the error is the
+/// reason, or `None` when the server closed it while its header was awaited.
 ///
 /// The load balancer's own connections (a PROXY header without a client
 /// address, or naming the TCP peer itself: HAProxy's health checks) are
@@ -40,7 +42,8 @@ pub fn admit<'a>(
     conn: &Connection,
     proxy_protocol: bool,
     limits: &'a AddressLimits,
-) -> Option<Admitted<'a>> {
+    log: &ConnLog,
+) -> Result<Admitted<'a>, Option<RefuseReason>> {
     let mut admitted_early = Vec::new();
     let mut health_check = false;
     if proxy_protocol {
@@ -52,36 +55,45 @@ pub fn admit<'a>(
                 health_check = source == Source::Local || source == Source::Client(conn.peer);
             }
             Err(error) => {
-                match conn.closed_by() {
+                let refused = match conn.closed_by() {
                     Some(reason) => {
-                        log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer)
+                        if log.admit(Event::Closed(reason)) {
+                            log::info!("conn {} from {} closed: {reason}", conn.id, conn.peer);
+                        }
+                        None
                     }
-                    None => log::warn!(
-                        "conn {} from {} refused: {}: {error}",
-                        conn.id,
-                        conn.peer,
-                        RefuseReason::ProxyHeader
-                    ),
-                }
+                    None => {
+                        let reason = RefuseReason::ProxyHeader;
+                        if log.admit(Event::Refused(reason)) {
+                            log::warn!(
+                                "conn {} from {} refused: {reason}: {error}",
+                                conn.id,
+                                conn.peer
+                            );
+                        }
+                        Some(reason)
+                    }
+                };
                 conn.refuse(b"");
-                return None;
+                return Err(refused);
             }
         }
     }
     let client = conn.client_addr();
     let Some(address) = limits.claim(client.ip()) else {
-        log::warn!(
-            "conn {} from {client} refused: {}",
-            conn.id,
-            RefuseReason::PerIp
-        );
+        let reason = RefuseReason::PerIp;
+        if log.admit(Event::Refused(reason)) {
+            log::warn!("conn {} from {client} refused: {reason}", conn.id);
+        }
         conn.refuse(TOO_MANY_FROM_ADDRESS);
-        return None;
+        return Err(Some(reason));
     };
     let level = log_level(health_check, Level::Info);
-    if client == conn.peer {
+    // A load balancer's health checks log at debug level, outside the limit.
+    let written = health_check || log.admit(Event::Connected);
+    if written && client == conn.peer {
         log::log!(level, "conn {} from {client} connected", conn.id);
-    } else {
+    } else if written {
         log::log!(
             level,
             "conn {} from {client} connected via {}",
@@ -89,7 +101,7 @@ pub fn admit<'a>(
             conn.peer
         );
     }
-    Some(Admitted {
+    Ok(Admitted {
         early: admitted_early,
         health_check,
         address,

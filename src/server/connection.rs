@@ -14,6 +14,7 @@ use super::reaper::ConnId;
 use super::timeout_queue::{Activity, Tracked};
 use crate::protocol::LineHandler;
 use crate::wake;
+use parking_lot::Mutex;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -38,23 +39,64 @@ const SMALL_READ: usize = 512;
 /// add the few held bytes of a line start that could have been `HeartBeat\r`.
 const REPLY_SLACK: usize = 16;
 
-/// Why a connection ended, as logged.
+/// Why a connection ended: the word in its log line and the `reason` label
+/// of `hb_connections_closed_total`.
+///
+/// Adding a reason: a variant, its place in [`ALL`] and its [`label`]; the
+/// metric gets a series for it, starting at 0, and the log's summary of
+/// left-out lines counts it, with no other change.
+///
+/// [`ALL`]: CloseReason::ALL
+/// [`label`]: CloseReason::label
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
+    /// The peer closed its side (EOF); every reply was sent.
     PeerClosed,
+    /// The reaper closed it: the service judged dead.
     IdleTimeout,
+    /// ETIMEDOUT from TCP keepalive or the user timeout: the network judged
+    /// dead.
+    TimedOut,
+    /// Any other I/O error, e.g. a reset.
+    IoError,
+    /// The server shut down.
     Shutdown,
     /// Closed in its turn during a drain (`--drain`).
     Drain,
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 4] = [
+    /// Every reason, in declaration order (counters are indexed by
+    /// `reason as usize`).
+    pub const ALL: [CloseReason; 6] = [
         Self::PeerClosed,
         Self::IdleTimeout,
+        Self::TimedOut,
+        Self::IoError,
         Self::Shutdown,
         Self::Drain,
     ];
+
+    /// The word for logs and metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PeerClosed => "peer_closed",
+            Self::IdleTimeout => "idle_timeout",
+            Self::TimedOut => "timed_out",
+            Self::IoError => "io_error",
+            Self::Shutdown => "shutdown",
+            Self::Drain => "drain",
+        }
+    }
+
+    /// Why a connection whose loop ended with `error` closed, when nothing
+    /// closed it from outside.
+    fn of_error(error: &io::Error) -> Self {
+        match error.kind() {
+            ErrorKind::TimedOut => Self::TimedOut,
+            _ => Self::IoError,
+        }
+    }
 
     fn code(self) -> u8 {
         self as u8 + 1
@@ -63,18 +105,23 @@ impl CloseReason {
 
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::PeerClosed => "peer closed",
-            Self::IdleTimeout => "idle timeout",
-            Self::Shutdown => "shutdown",
-            Self::Drain => "drain",
-        })
+        f.write_str(self.label())
     }
 }
 
-/// Why a connection was refused after it was accepted, as logged.
+/// Why a connection was refused: the `reason` label of
+/// `hb_connections_refused_total`, and (by `Display`) the words of its log
+/// line.
+///
+/// Adding a reason: a variant, its place in [`ALL`](Self::ALL) and its
+/// [`label`](Self::label); the metric gets a series for it, starting at 0,
+/// and the log's summary of left-out lines counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefuseReason {
+    /// `--max-connections` were open.
+    Full,
+    /// No thread could be started for it.
+    Busy,
     /// Its address already holds `--max-connections-per-ip` connections.
     PerIp,
     /// `--proxy-protocol` is on and its PROXY header is missing, malformed
@@ -82,13 +129,46 @@ pub enum RefuseReason {
     ProxyHeader,
 }
 
+impl RefuseReason {
+    /// Every reason, in declaration order (counters are indexed by
+    /// `reason as usize`).
+    pub const ALL: [RefuseReason; 4] = [Self::Full, Self::Busy, Self::PerIp, Self::ProxyHeader];
+
+    /// The word for metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Busy => "busy",
+            Self::PerIp => "per_ip",
+            Self::ProxyHeader => "proxy_header",
+        }
+    }
+}
+
 impl fmt::Display for RefuseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Full => "server full",
+            Self::Busy => "cannot start a thread",
             Self::PerIp => "too many connections from this address",
             Self::ProxyHeader => "no valid PROXY header",
         })
     }
+}
+
+/// What a connection has received and answered, counted by its own thread.
+///
+/// Written only by the connection's thread, with plain relaxed stores of its
+/// own running totals (no read-modify-write, no cache line shared with other
+/// connections); read by whoever folds them into the server's totals: a
+/// scrape, the exit summary, and the thread itself at close. So the read
+/// path adds no shared write.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub received_bytes: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub heartbeats: AtomicU64,
+    pub lines: AtomicU64,
 }
 
 /// A connection's shared state.
@@ -97,11 +177,18 @@ pub struct Connection {
     pub id: ConnId,
     /// The TCP peer: the client, or the load balancer in front of it.
     pub peer: SocketAddr,
+    /// When the connection was admitted, for `hb_connection_duration_seconds`.
+    pub started: Instant,
     /// The client's address from its PROXY header, set once by the
     /// connection's thread before it serves; read by whoever logs.
     source: OnceLock<SocketAddr>,
     stream: TcpStream,
     activity: Activity,
+    pub traffic: Traffic,
+    /// The part of [`traffic`](Self::traffic) already added to the server's
+    /// totals. Locked only by whoever folds (a scrape, the summary, the close),
+    /// never by the read path, so a fold from two places counts each part once.
+    pub folded: Mutex<TrafficTotals>,
     /// 0 until the reaper or shutdown closes the connection; then the
     /// [`CloseReason`] code, set once. Read by the connection's thread when
     /// its I/O ends, to tell a close from outside from one by the peer.
@@ -113,9 +200,12 @@ impl Connection {
         Self {
             id,
             peer,
+            started: now,
             source: OnceLock::new(),
             stream,
             activity: Activity::new(now),
+            traffic: Traffic::default(),
+            folded: Mutex::new(TrafficTotals::default()),
             closed_by: AtomicU8::new(0),
         }
     }
@@ -166,23 +256,33 @@ impl Connection {
     }
 
     /// Why the connection ended, given how its loop ended.
-    pub fn close_reason(&self, served: &io::Result<()>) -> Result<CloseReason, String> {
+    pub fn close_reason(&self, served: &io::Result<()>) -> CloseReason {
         if let Some(reason) = self.closed_by() {
-            return Ok(reason);
+            return reason;
         }
         match served {
-            Ok(()) => Ok(CloseReason::PeerClosed),
-            Err(e) => Err(format!("I/O error: {e}")),
+            Ok(()) => CloseReason::PeerClosed,
+            Err(e) => CloseReason::of_error(e),
         }
+    }
+
+    /// The counts of [`traffic`](Self::traffic) not yet folded into the
+    /// server's totals; marks them folded.
+    pub fn unfolded_traffic(&self) -> TrafficTotals {
+        let now = TrafficTotals::read(&self.traffic);
+        let mut folded = self.folded.lock();
+        let delta = now.minus(&folded);
+        *folded = now;
+        delta
     }
 
     /// Echoes lines until the peer stops sending, then sends the rest of the
     /// replies and closes the sending side. Returns the I/O error that ended
-    /// it early, if any. Adds each answered heartbeat to `heartbeats`.
+    /// it early, if any. Counts what it does in [`traffic`](Self::traffic).
     /// `compat` sees each read's bytes as they came, for framings defined by
     /// read boundaries. `early` is data already read (what followed a PROXY
     /// header), answered first as if just read.
-    pub fn serve(&self, heartbeats: &AtomicU64, compat: Compat, early: &[u8]) -> io::Result<()> {
+    pub fn serve(&self, compat: Compat, early: &[u8]) -> io::Result<()> {
         let mut stream = &self.stream;
         let mut lines = LineHandler::default();
         let mut input = ReadBuffer::default();
@@ -190,6 +290,7 @@ impl Connection {
         // connections only heartbeat, and a 4 KiB buffer each was a quarter
         // of the server's memory per connection (docs/benchmarks.md).
         let mut replies = Vec::new();
+        let mut counts = TrafficTotals::default();
         let mut early = Some(early).filter(|bytes| !bytes.is_empty());
         loop {
             // `read`: how many bytes the socket gave, to size the buffer by.
@@ -206,10 +307,17 @@ impl Connection {
             replies.clear();
             replies.reserve_exact(chunk.len() + REPLY_SLACK);
             let answered = compat.feed(&mut lines, chunk, &mut replies);
+            counts.received_bytes += chunk.len() as u64;
             if answered > 0 {
-                heartbeats.fetch_add(u64::from(answered), Ordering::Relaxed);
+                counts.heartbeats += u64::from(answered);
                 log::debug!("conn {}: heartbeat answered", self.id);
             }
+            counts.lines = lines.lines();
+            // Counted before the write, so that a scrape made after the
+            // client has its reply counts it: a write that fails counts one
+            // reply too many, on a connection that ends with the error.
+            counts.sent_bytes += replies.len() as u64;
+            counts.store(&self.traffic);
             stream.write_all(&replies)?;
             if read.is_some_and(|n| input.fit(n)) {
                 replies = Vec::new();
@@ -217,6 +325,9 @@ impl Connection {
         }
         replies.clear();
         lines.finish(&mut replies);
+        counts.lines = lines.lines();
+        counts.sent_bytes += replies.len() as u64;
+        counts.store(&self.traffic);
         stream.write_all(&replies)?;
         stream.flush()?;
         // Other holders of the Arc may outlive this thread for a moment; the
@@ -224,6 +335,49 @@ impl Connection {
         match self.stream.shutdown(Shutdown::Write) {
             Err(e) if e.kind() != ErrorKind::NotConnected => Err(e),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Plain totals of a [`Traffic`]: a connection's running counts, a snapshot,
+/// or the difference between two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficTotals {
+    pub received_bytes: u64,
+    pub sent_bytes: u64,
+    pub heartbeats: u64,
+    pub lines: u64,
+}
+
+impl TrafficTotals {
+    fn read(traffic: &Traffic) -> Self {
+        Self {
+            received_bytes: traffic.received_bytes.load(Ordering::Relaxed),
+            sent_bytes: traffic.sent_bytes.load(Ordering::Relaxed),
+            heartbeats: traffic.heartbeats.load(Ordering::Relaxed),
+            lines: traffic.lines.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Publishes these running counts; only the connection's own thread
+    /// calls this.
+    fn store(&self, traffic: &Traffic) {
+        traffic
+            .received_bytes
+            .store(self.received_bytes, Ordering::Relaxed);
+        traffic.sent_bytes.store(self.sent_bytes, Ordering::Relaxed);
+        traffic.heartbeats.store(self.heartbeats, Ordering::Relaxed);
+        traffic.lines.store(self.lines, Ordering::Relaxed);
+    }
+
+    /// What `self` counts beyond `earlier`. The running counts only grow,
+    /// but each is read separately, so saturate rather than trust that.
+    fn minus(&self, earlier: &Self) -> Self {
+        Self {
+            received_bytes: self.received_bytes.saturating_sub(earlier.received_bytes),
+            sent_bytes: self.sent_bytes.saturating_sub(earlier.sent_bytes),
+            heartbeats: self.heartbeats.saturating_sub(earlier.heartbeats),
+            lines: self.lines.saturating_sub(earlier.lines),
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! [`Server::start`] takes an already-bound listener (tests bind port 0) and
 //! returns a handle that serves until [`Server::shutdown`]. Threads:
-//! `hb-accept` (accept loop), `hb-reaper` (when an idle timeout is set) and one `hb-conn-<id>` per connection. Shutdown drops the
+//! `hb-accept` (accept loop), `hb-reaper` (when an idle timeout is set) and one `hb-conn-<id>` per connection;
+//! `hb-log` (unless debug logging is on) and `hb-metrics` (after
+//! [`Server::serve_metrics`]). Shutdown drops the
 //! acceptor's stop channel and wakes its blocking `accept` by connecting to
 //! the listener; closes the reading side of every connection so each thread
 //! finishes the reply it is writing and ends (on Windows a pending write is
@@ -26,11 +28,19 @@
 //! - [`drain`]: the schedule that spreads a drain's closes evenly.
 //! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
 //! - [`per_ip`]: the per-address connection limit.
+//! - [`metrics`]: the Prometheus metrics, and how the connections' own
+//!   counts are folded into them; [`metrics_http`]: the `hb-metrics` thread
+//!   that serves them at `GET /metrics` ([`Server::serve_metrics`]).
+//! - [`conn_log`]: the rate limit of per-connection log lines, and the
+//!   `hb-log` thread that reports what it left out.
 
 pub mod admission;
 pub mod compat;
+pub mod conn_log;
 pub mod connection;
 pub mod drain;
+pub mod metrics;
+pub mod metrics_http;
 pub mod per_ip;
 pub mod proxy_header;
 pub mod reaper;
@@ -38,18 +48,21 @@ pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
 use admission::Admitted;
-use connection::{CloseReason, Connection};
+use conn_log::{ConnLog, Event, Reporter};
+use connection::{CloseReason, Connection, RefuseReason};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use log::Level;
+use metrics::{Metrics, Settings};
 use per_ip::AddressLimits;
 use reaper::{ConnId, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use timeout_queue::Tracked;
 
 /// Stack size of a connection thread. A connection's loop needs its 4 KiB
 /// read buffer and shallow calls; only touched pages count towards RSS, but a
@@ -109,9 +122,9 @@ struct Shared {
     /// Incremented only by the acceptor (so check-then-admit is race free),
     /// decremented by each connection thread as it ends.
     open: AtomicUsize,
-    served: AtomicU64,
-    reaped: AtomicU64,
-    heartbeats: AtomicU64,
+    /// Every count of the server, also for the exit summary.
+    metrics: Metrics,
+    conn_log: ConnLog,
 }
 
 /// A running server. Dropping it shuts it down too.
@@ -122,6 +135,10 @@ pub struct Server {
     stop_accepting: Option<Sender<()>>,
     acceptor: Option<JoinHandle<()>>,
     reaper: Option<JoinHandle<()>>,
+    /// Writes the log's count of left-out per-connection lines.
+    log_reporter: Option<Reporter>,
+    /// The `/metrics` endpoint's thread, its stop channel and address.
+    metrics_endpoint: Option<MetricsEndpoint>,
     /// Disconnects when every connection thread has ended: each holds a
     /// clone of the sender, which only the acceptor hands out.
     threads_done: Receiver<()>,
@@ -148,14 +165,17 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 impl Server {
     pub fn start(listener: TcpListener, config: ServerConfig) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
+        let (conn_log, log_reporter) = ConnLog::start()?;
         let shared = Arc::new(Shared {
             registry: Registry::new(config.idle_timeout),
+            metrics: Metrics::new(Settings {
+                idle_timeout: config.idle_timeout,
+                max_connections: config.max_connections,
+            }),
             per_ip: AddressLimits::new(config.max_connections_per_ip),
             config,
             open: AtomicUsize::new(0),
-            served: AtomicU64::new(0),
-            reaped: AtomicU64::new(0),
-            heartbeats: AtomicU64::new(0),
+            conn_log,
         });
         let reaper = match shared.config.idle_timeout {
             Some(_) => Some(spawn_reaper(shared.clone())?),
@@ -173,6 +193,8 @@ impl Server {
             stop_accepting: Some(stop_tx),
             acceptor: None,
             reaper,
+            log_reporter,
+            metrics_endpoint: None,
             threads_done: done_rx,
         };
         server.acceptor = Some(acceptor?);
@@ -181,6 +203,28 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Serves the metrics at `GET /metrics` on `listener`, from a thread of
+    /// its own (`hb-metrics`), until shutdown. Returns the bound address.
+    pub fn serve_metrics(&mut self, listener: TcpListener) -> io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = channel::bounded::<()>(0);
+        let shared = self.shared.clone();
+        let thread = thread::Builder::new()
+            .name("hb-metrics".into())
+            .spawn(move || metrics_http::serve(&listener, &stop_rx, || shared.scrape()))?;
+        self.metrics_endpoint = Some(MetricsEndpoint {
+            addr,
+            stop: stop_tx,
+            thread,
+        });
+        Ok(addr)
+    }
+
+    /// The metrics page, as a scrape of `/metrics` would see it now.
+    pub fn metrics_text(&self) -> String {
+        String::from_utf8_lossy(&self.shared.scrape()).into_owned()
     }
 
     pub fn stats(&self) -> Stats {
@@ -238,9 +282,18 @@ impl Server {
     /// Idempotent: a second call finds no connection and no thread left.
     fn stop(&mut self) {
         self.close_listener();
+        if let Some(endpoint) = self.metrics_endpoint.take() {
+            drop(endpoint.stop);
+            wake_acceptor(endpoint.addr);
+            join("hb-metrics", Some(endpoint.thread));
+        }
         self.close_connections();
         self.shared.registry.stop();
         join("hb-reaper", self.reaper.take());
+        if let Some(reporter) = self.log_reporter.take() {
+            reporter.stop();
+        }
+        self.shared.conn_log.flush();
     }
 
     fn close_connections(&self) {
@@ -262,13 +315,33 @@ impl Drop for Server {
     }
 }
 
+/// The `/metrics` endpoint of a running server.
+struct MetricsEndpoint {
+    addr: SocketAddr,
+    /// Dropped to tell the endpoint's thread to stop.
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
 impl Shared {
     fn summary(&self) -> Summary {
+        self.fold_live_traffic();
         Summary {
-            served: self.served.load(Ordering::Relaxed),
-            reaped: self.reaped.load(Ordering::Relaxed),
-            heartbeats: self.heartbeats.load(Ordering::Relaxed),
+            served: self.metrics.accepted_total(),
+            reaped: self.metrics.closed_total(CloseReason::IdleTimeout),
+            heartbeats: self.metrics.heartbeats_total(),
         }
+    }
+
+    /// Adds the open connections' own counts to the totals.
+    fn fold_live_traffic(&self) {
+        self.registry.for_each(|conn| self.metrics.fold(conn));
+    }
+
+    /// The metrics page, with every connection's traffic so far.
+    fn scrape(&self) -> Vec<u8> {
+        self.fold_live_traffic();
+        self.metrics.render(self.open.load(Ordering::Relaxed))
     }
 }
 
@@ -276,8 +349,13 @@ fn spawn_reaper(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("hb-reaper".into())
         .spawn(move || {
+            let timeout = shared.config.idle_timeout.unwrap_or_default();
             shared.registry.run_reaper(Instant::now, |conn| {
-                shared.reaped.fetch_add(1, Ordering::Relaxed);
+                let deadline = conn.last_activity() + timeout;
+                let late = Instant::now().saturating_duration_since(deadline);
+                // Counted before the close, so that the connection's end (which
+                // a scrape may see at once) never shows without its lateness.
+                shared.metrics.reaped_late_by(late);
                 conn.close(CloseReason::IdleTimeout, Shutdown::Both);
             })
         })
@@ -349,7 +427,10 @@ fn is_transient(e: &io::Error) -> bool {
 /// Starts a thread for a new connection, or refuses it with a reason.
 fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, done: &Sender<()>) {
     if shared.open.load(Ordering::Relaxed) >= shared.config.max_connections {
-        log::warn!("conn {id} from {peer} refused: server full");
+        shared.metrics.refused(RefuseReason::Full);
+        if shared.conn_log.admit(Event::Refused(RefuseReason::Full)) {
+            log::warn!("conn {id} from {peer} refused: server full");
+        }
         refuse(stream, SERVER_FULL);
         return;
     }
@@ -371,10 +452,12 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
         Ok(_detached) => {
             // Joined through `threads_done` at shutdown instead of by handle:
             // a handle per connection would have to be collected as each ends.
-            shared.served.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => {
-            log::error!("conn {id} from {peer} refused: cannot start a thread: {e}");
+            shared.metrics.refused(RefuseReason::Busy);
+            if shared.conn_log.admit(Event::Refused(RefuseReason::Busy)) {
+                log::error!("conn {id} from {peer} refused: cannot start a thread: {e}");
+            }
             shared.registry.remove(id);
             shared.open.fetch_sub(1, Ordering::Relaxed);
             conn.refuse(SERVER_BUSY);
@@ -393,30 +476,49 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
-    let admitted = admission::admit(conn, shared.config.proxy_protocol, &shared.per_ip);
-    let Some(Admitted {
+    let admitted = admission::admit(
+        conn,
+        shared.config.proxy_protocol,
+        &shared.per_ip,
+        &shared.conn_log,
+    );
+    let Admitted {
         early,
         health_check,
         address,
-    }) = admitted
-    else {
-        return;
+    } = match admitted {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            if let Some(reason) = refused {
+                shared.metrics.refused(reason);
+            }
+            return;
+        }
     };
-    let served = conn.serve(&shared.heartbeats, shared.config.compat, &early);
+    // Counted here, not by the acceptor after the spawn: before the first
+    // reply, so a scrape after it counts the connection.
+    shared.metrics.admitted();
+    let served = conn.serve(shared.config.compat, &early);
     // The address's slot goes back before the close is logged, so that
     // whoever sees the line may connect again from that address.
     drop(address);
+    let reason = conn.close_reason(&served);
+    shared.metrics.closed(conn, reason);
+    // A load balancer's health checks log at debug level, outside the limit.
+    if !health_check && !shared.conn_log.admit(Event::Closed(reason)) {
+        return;
+    }
     let client = conn.client_addr();
     let level = |usual| admission::log_level(health_check, usual);
-    match conn.close_reason(&served) {
-        Ok(reason) => log::log!(
-            level(Level::Info),
-            "conn {} from {client} closed: {reason}",
+    match served {
+        Err(error) if matches!(reason, CloseReason::TimedOut | CloseReason::IoError) => log::log!(
+            level(Level::Warn),
+            "conn {} from {client} closed: {reason} ({error})",
             conn.id
         ),
-        Err(error) => log::log!(
-            level(Level::Warn),
-            "conn {} from {client} closed: {error}",
+        _ => log::log!(
+            level(Level::Info),
+            "conn {} from {client} closed: {reason}",
             conn.id
         ),
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
 pub mod netns;
+pub mod scrape;
 
 use crossbeam::channel::{self, Receiver};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -77,6 +78,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// stderr, line by line, as the server logs.
     pub log: Receiver<String>,
+    /// stdout after its first line (`metrics on ...` with `--metrics-listen`).
+    pub stdout: Receiver<String>,
 }
 
 impl ServerProcess {
@@ -112,17 +115,21 @@ impl ServerProcess {
             .spawn()
             .expect("spawn hb-server");
         let log = lines_of(child.stderr.take().expect("stderr piped"));
-        let first = lines_of(child.stdout.take().expect("stdout piped"))
-            .recv_timeout(PATIENCE)
-            .unwrap_or_else(|_| {
-                let log: Vec<String> = log.try_iter().collect();
-                panic!("hb-server did not print its address; stderr: {log:?}")
-            });
+        let stdout = lines_of(child.stdout.take().expect("stdout piped"));
+        let first = stdout.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            let log: Vec<String> = log.try_iter().collect();
+            panic!("hb-server did not print its address; stderr: {log:?}")
+        });
         let addr = first
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));
-        ServerProcess { child, addr, log }
+        ServerProcess {
+            child,
+            addr,
+            log,
+            stdout,
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -142,6 +142,8 @@ impl Lab {
         ] {
             run_ok(&["-n", ns, "addr", "add", &format!("{ip}/30"), "dev", dev]);
             run_ok(&["-n", ns, "link", "set", "dev", dev, "up"]);
+            // Loopback too, for what a side serves to itself (metrics).
+            run_ok(&["-n", ns, "link", "set", "dev", "lo", "up"]);
         }
         Some(lab)
     }
@@ -167,15 +169,20 @@ impl Lab {
         ServerProcess::spawn(command, &format!("{SERVER_IP}:0"), args)
     }
 
-    /// A connection from the client's namespace. The socket is made by a
+    /// A connection from the client's namespace.
+    pub fn connect(&self, addr: SocketAddr) -> TcpStream {
+        self.connect_from(Side::Client, addr)
+    }
+
+    /// A connection from `side`'s namespace. The socket is made by a
     /// short-lived thread that has entered that namespace (setns changes
     /// only the calling thread); the socket stays there for its lifetime.
-    pub fn connect(&self, addr: SocketAddr) -> TcpStream {
-        let path = format!("/var/run/netns/{}", self.client_ns);
+    pub fn connect_from(&self, side: Side, addr: SocketAddr) -> TcpStream {
+        let path = format!("/var/run/netns/{}", self.ns(side));
         thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let ns = File::open(&path).expect("open the client namespace");
+                    let ns = File::open(&path).expect("open the namespace");
                     // SAFETY: a valid descriptor of a network namespace; only
                     // this thread moves, and it ends right after connecting.
                     let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };

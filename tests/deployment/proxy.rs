@@ -57,7 +57,7 @@ fn version_1_header_is_consumed_and_its_source_logged() {
     assert_eq!(read_to_eof(&mut c), b"");
     let closed = server.wait_log("closed");
     assert!(
-        closed.contains("conn 1 from 192.0.2.7:54321 closed: peer closed"),
+        closed.contains("conn 1 from 192.0.2.7:54321 closed: peer_closed"),
         "{closed}"
     );
 }

@@ -164,8 +164,10 @@ fn when_no_thread_can_be_started_the_connection_gets_server_busy() {
     // The threads a server has before any connection, counted on one that
     // runs without the limit (prlimit cannot lower another user's limits
     // without CAP_SYS_RESOURCE, which containers often drop).
+    // Both with the metrics endpoint, whose thread counts too.
+    let args = ["-q", "--metrics-listen", "127.0.0.1:0"];
     let threads = {
-        let server = ServerProcess::start(&["-q"]);
+        let server = ServerProcess::start(&args);
         proc_status(server.pid(), "Threads")
     };
     let limit = threads + 2;
@@ -175,7 +177,8 @@ fn when_no_thread_can_be_started_the_connection_gets_server_busy() {
         .arg(&binary)
         .uid(uid)
         .gid(uid);
-    let server = ServerProcess::spawn(command, "127.0.0.1:0", &["-q"]);
+    let server = ServerProcess::spawn(command, "127.0.0.1:0", &args);
+    let metrics = scrape::metrics_addr(&server);
     let pid = server.pid();
     assert_eq!(
         proc_status(pid, "Threads"),
@@ -196,6 +199,10 @@ fn when_no_thread_can_be_started_the_connection_gets_server_busy() {
     );
     round_trip(&mut first, b"still one\n", b"STILL ONE\n");
     round_trip(&mut second, b"still two\n", b"STILL TWO\n");
+    let samples = scrape::scrape(metrics);
+    let busy = scrape::value(&samples, "hb_connections_refused_total{reason=\"busy\"}");
+    let accepted = scrape::value(&samples, "hb_connections_accepted_total");
+    assert_eq!((busy, accepted), (1.0, 2.0), "refused busy, accepted");
 
     drop(first);
     wait_for("a thread slot to free up", || {
