@@ -19,7 +19,7 @@
 //! listener's backlog. The echo service shares nothing with this thread but
 //! the CPU.
 
-use crossbeam::channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam::channel::Receiver;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -39,9 +39,6 @@ const MAX_HEADERS: usize = 32;
 /// How long a write of the response may block on a scraper that does not
 /// read.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Pause after an accept error such as EMFILE, as the main accept loop does.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What a request head asks for, or that it is not complete yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,30 +82,11 @@ pub fn route(head: &[u8]) -> Route {
 /// accept is woken (by a connection to the listener). `render` returns the
 /// page, in the format of [`CONTENT_TYPE`](super::metrics::CONTENT_TYPE).
 pub fn serve(listener: &TcpListener, stop: &Receiver<()>, render: impl Fn() -> Vec<u8>) {
-    let mut failing = false;
-    loop {
-        let accepted = listener.accept();
-        if stop.try_recv() == Err(TryRecvError::Disconnected) {
-            return;
+    super::accept::until_stopped(listener, stop, "metrics", |stream, peer| {
+        if let Err(e) = answer(stream, &render) {
+            log::debug!("metrics scrape from {peer}: {e}");
         }
-        match accepted {
-            Ok((stream, peer)) => {
-                failing = false;
-                if let Err(e) = answer(stream, &render) {
-                    log::debug!("metrics scrape from {peer}: {e}");
-                }
-            }
-            Err(e) => {
-                if !failing {
-                    log::warn!("metrics accept failed: {e}; retrying every {ACCEPT_BACKOFF:?}");
-                    failing = true;
-                }
-                if stop.recv_timeout(ACCEPT_BACKOFF) == Err(RecvTimeoutError::Disconnected) {
-                    return;
-                }
-            }
-        }
-    }
+    });
 }
 
 /// Reads one request and writes one response, then closes.

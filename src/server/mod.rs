@@ -34,6 +34,7 @@
 //! - [`conn_log`]: the rate limit of per-connection log lines, and the
 //!   `hb-log` thread that reports what it left out.
 
+pub mod accept;
 pub mod admission;
 pub mod compat;
 pub mod conn_log;
@@ -50,13 +51,13 @@ use crate::sockopt::{self, SocketOptions};
 use admission::Admitted;
 use conn_log::{ConnLog, Event, Reporter};
 use connection::{CloseReason, Connection, RefuseReason};
-use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use log::Level;
 use metrics::{Metrics, Settings};
 use per_ip::AddressLimits;
 use reaper::{ConnId, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,10 +73,6 @@ const CONN_STACK_SIZE: usize = 64 * 1024;
 /// How long shutdown lets connection threads finish the reply they are
 /// writing before aborting them, keeping shutdown well under a second.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
-
-/// Pause after an accept error such as EMFILE, so a full descriptor table
-/// does not spin the CPU; short, so accepting resumes soon after it frees.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Sent to a connection refused at the connection limit.
 pub const SERVER_FULL: &[u8] = b"ERR server full\n";
@@ -389,39 +386,11 @@ fn accept_loop(
     stop: &Receiver<()>,
     done: &Sender<()>,
 ) {
-    let mut failing = false;
     let mut next_id: ConnId = 1;
-    loop {
-        let accepted = listener.accept();
-        if stop.try_recv() == Err(TryRecvError::Disconnected) {
-            return;
-        }
-        match accepted {
-            Ok((stream, peer)) => {
-                failing = false;
-                admit(shared, stream, peer, next_id, done);
-                next_id += 1;
-            }
-            Err(e) if is_transient(&e) => {}
-            Err(e) => {
-                if !failing {
-                    log::error!("accept failed: {e}; retrying every {ACCEPT_BACKOFF:?}");
-                    failing = true;
-                }
-                if stop.recv_timeout(ACCEPT_BACKOFF) == Err(RecvTimeoutError::Disconnected) {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Errors about one aborted connection, not about the listener.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::Interrupted | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-    )
+    accept::until_stopped(listener, stop, "connection", |stream, peer| {
+        admit(shared, stream, peer, next_id, done);
+        next_id += 1;
+    });
 }
 
 /// Starts a thread for a new connection, or refuses it with a reason.
