@@ -80,7 +80,7 @@ fn build() -> Result<PathBuf, String> {
             return Err(format!("{program} not found"));
         }
     }
-    let sources = find_sources().ok_or("../shared/seed/reconstructed not found")?;
+    let sources = find_sources().ok_or("the seed client's sources (../shared/seed/reconstructed or tests/seed/reconstructed) not found")?;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("seed-client");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -105,12 +105,14 @@ fn build() -> Result<PathBuf, String> {
 }
 
 /// `shared/seed/reconstructed` in the nearest folder above the project that
-/// has it: `../shared` for a clone beside shared/ (as CI has it), further up
-/// for a worktree.
+/// has it (`../shared` for a clone beside shared/, further up for a
+/// worktree), else the copy in tests/seed/ (a clone on its own).
 fn find_sources() -> Option<PathBuf> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
         .ancestors()
         .map(|dir| dir.join("shared/seed/reconstructed"))
+        .chain([manifest.join("tests/seed/reconstructed")])
         .find(|dir| dir.join("client.cpp").is_file())
 }
 
