@@ -17,8 +17,10 @@
 //! - What both share: [`protocol`] (the wire protocol's line handling, no
 //!   I/O), [`sockopt`] (TCP keepalive and user timeout on every OS),
 //!   [`config`] (command-line values both binaries parse), [`fdlimit`]
-//!   (raising the open-file limit for 10,000+ connections) and [`wake`]
-//!   (waking a thread blocked on a socket, which differs on Windows).
+//!   (raising the open-file limit for 10,000+ connections), [`wake`]
+//!   (waking a thread blocked on a socket, which differs on Windows) and
+//!   [`tls`] (TLS on both ends, with rustls: certificates, handshakes, and
+//!   how each side's threads share a session).
 //!
 //! The load generator behind `hb-bench` is not part of the library: it lives
 //! with its binary (`src/bin/hb-bench/`) behind the default `bench` feature,
@@ -30,4 +32,5 @@ pub mod fdlimit;
 pub mod protocol;
 pub mod server;
 pub mod sockopt;
+pub mod tls;
 pub mod wake;

@@ -119,7 +119,7 @@ fn main() -> ExitCode {
         return ExitCode::from(common::EXIT_USAGE);
     }
     args.log.init();
-    let signals = match signal_channel() {
+    let signals = match signal_channel(None) {
         Ok(signals) => signals,
         Err(e) => {
             eprintln!("hb-client: cannot install the signal handler: {e}");

@@ -1,19 +1,27 @@
-//! `hb-server`: parses flags, installs the signal handler, binds, and runs
+//! `hb-server`: parses flags, installs the signal handlers, binds, and runs
 //! the server. Exit codes: 0 after a clean shutdown, 1 on a runtime error,
-//! 2 on a bad flag or an address (to serve or for metrics) that cannot be
-//! bound.
+//! 2 on a bad flag, an address (to serve or for metrics) that cannot be
+//! bound, or TLS files that cannot be used.
+//!
+//! Signals: Ctrl-C and SIGTERM stop (after `--drain`); SIGHUP reloads the
+//! TLS certificate, key and client CA for new connections, keeping the last
+//! good ones if the files cannot be used.
 
 mod common;
 
 use clap::Parser;
 use common::{EXIT_USAGE, LogArgs, parse_args, signal_channel};
+use crossbeam::channel;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tcp_heartbeat::config::{self, KeepaliveArgs};
 use tcp_heartbeat::server::compat::Compat;
 use tcp_heartbeat::server::{self, Server, ServerConfig};
+use tcp_heartbeat::tls::server::{ServerTls, TlsFiles};
 
 /// TCP heartbeat echo server: echoes lines uppercased, answers `HeartBeat`
 /// with `OK`, and closes connections that stay idle too long.
@@ -67,6 +75,25 @@ struct Args {
     #[arg(long, env = "HB_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
 
+    /// Serve TLS only, with this certificate chain (PEM, the server's own
+    /// certificate first); needs --tls-key. SIGHUP reloads it
+    #[arg(long, env = "HB_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "HB_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Require every client to present a certificate signed by a CA in this
+    /// PEM file; its common name is logged with the connection
+    #[arg(
+        long,
+        env = "HB_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<PathBuf>,
+
     #[command(flatten)]
     keepalive: KeepaliveArgs,
 
@@ -92,6 +119,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), (u8, String)> {
+    let tls = load_tls(args)?;
     let config = ServerConfig {
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         max_connections: args.max_connections as usize,
@@ -99,6 +127,7 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         proxy_protocol: args.proxy_protocol,
         max_connections_per_ip: args.max_connections_per_ip as usize,
         compat: args.compat,
+        tls: tls.clone(),
     };
     let listener = listen(&args.listen)
         .map_err(|e| (EXIT_USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
@@ -111,7 +140,9 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         })?),
         None => None,
     };
-    let shutdown = signal_channel().map_err(|e| {
+    // Bounded(1): a reload waiting to be done covers the SIGHUPs meanwhile.
+    let (reload_tx, reload) = channel::bounded(1);
+    let stop = signal_channel(Some(reload_tx)).map_err(|e| {
         (
             EXIT_RUNTIME,
             format!("cannot install the signal handler: {e}"),
@@ -130,8 +161,7 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         None => None,
     };
     announce(server.local_addr(), metrics_addr);
-    // A signal, or the handler's sender gone, both mean stop.
-    let _ = shutdown.recv();
+    wait_for_stop(&stop, reload, tls.as_deref());
     let summary = server.drain(args.drain);
     log::info!(
         "shut down: {} connections served, {} reaped for idleness, {} heartbeats answered",
@@ -140,6 +170,48 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         summary.heartbeats
     );
     Ok(())
+}
+
+/// Loads the TLS files when `--tls-cert` is given; files that cannot be
+/// used are a usage error, as a bad flag is.
+fn load_tls(args: &Args) -> Result<Option<Arc<ServerTls>>, (u8, String)> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: args.tls_client_ca.clone(),
+    };
+    let tls = ServerTls::load(files).map_err(|e| (EXIT_USAGE, format!("TLS: {e}")))?;
+    Ok(Some(Arc::new(tls)))
+}
+
+/// Serves until Ctrl-C or SIGTERM (or the handler's sender is gone),
+/// reloading the TLS files on each SIGHUP meanwhile.
+fn wait_for_stop(
+    stop: &channel::Receiver<()>,
+    mut reload: channel::Receiver<()>,
+    tls: Option<&ServerTls>,
+) {
+    loop {
+        channel::select! {
+            recv(stop) -> _ => return,
+            recv(reload) -> signal => match (signal, tls) {
+                (Err(_), _) => reload = channel::never(),
+                (Ok(()), None) => log::info!("SIGHUP: no TLS files to reload"),
+                (Ok(()), Some(tls)) => match tls.reload() {
+                    Ok(()) => log::info!(
+                        "SIGHUP: reloaded the TLS certificate {} for new connections",
+                        tls.files().cert.display()
+                    ),
+                    Err(e) => log::error!(
+                        "SIGHUP: TLS reload failed, still serving the previous certificate: {e}"
+                    ),
+                },
+            },
+        }
+    }
 }
 
 /// Binds the first address `spec` resolves to (`127.0.0.1:5005`,
@@ -199,9 +271,25 @@ fn log_settings(config: &ServerConfig, drain: Duration) {
             "compat seed: a read of exactly `HeartBeat` at a line start is a heartbeat, answered `OK` with no line end"
         );
     }
+    if let Some(tls) = &config.tls {
+        log::info!("{}", describe_tls(tls.files()));
+    }
     if config.proxy_protocol || config.max_connections_per_ip > 0 || !drain.is_zero() {
         log::info!("{}", describe_deployment(config, drain));
     }
+}
+
+/// The start-up line for TLS, when it is on.
+fn describe_tls(files: &TlsFiles) -> String {
+    let clients = match &files.client_ca {
+        Some(ca) => format!("client certificates required, signed by {}", ca.display()),
+        None => "no client certificates".to_string(),
+    };
+    format!(
+        "TLS 1.2/1.3 only: certificate {}, key {}; {clients}; SIGHUP reloads them",
+        files.cert.display(),
+        files.key.display()
+    )
 }
 
 /// The start-up line for the load-balancer settings, when any is on.

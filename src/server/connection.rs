@@ -13,6 +13,9 @@ use super::proxy_header::{self, HeaderError, Source};
 use super::reaper::ConnId;
 use super::timeout_queue::{Activity, Tracked};
 use crate::protocol::LineHandler;
+use crate::tls::HandshakeError;
+use crate::tls::server::{Accepted, ServerTls};
+use crate::tls::stream::ServerStream;
 use crate::wake;
 use parking_lot::Mutex;
 use std::fmt;
@@ -127,12 +130,21 @@ pub enum RefuseReason {
     /// `--proxy-protocol` is on and its PROXY header is missing, malformed
     /// or late.
     ProxyHeader,
+    /// `--tls-cert` is on and the TLS handshake failed or did not finish in
+    /// time: a plain-TCP or silent client, a bad client certificate.
+    TlsHandshake,
 }
 
 impl RefuseReason {
     /// Every reason, in declaration order (counters are indexed by
     /// `reason as usize`).
-    pub const ALL: [RefuseReason; 4] = [Self::Full, Self::Busy, Self::PerIp, Self::ProxyHeader];
+    pub const ALL: [RefuseReason; 5] = [
+        Self::Full,
+        Self::Busy,
+        Self::PerIp,
+        Self::ProxyHeader,
+        Self::TlsHandshake,
+    ];
 
     /// The word for metric labels.
     pub fn label(self) -> &'static str {
@@ -141,6 +153,7 @@ impl RefuseReason {
             Self::Busy => "busy",
             Self::PerIp => "per_ip",
             Self::ProxyHeader => "proxy_header",
+            Self::TlsHandshake => "tls_handshake",
         }
     }
 }
@@ -152,6 +165,7 @@ impl fmt::Display for RefuseReason {
             Self::Busy => "cannot start a thread",
             Self::PerIp => "too many connections from this address",
             Self::ProxyHeader => "no valid PROXY header",
+            Self::TlsHandshake => "TLS handshake failed",
         })
     }
 }
@@ -242,6 +256,17 @@ impl Connection {
         Ok((source, early))
     }
 
+    /// Runs the server's side of a TLS handshake, by `deadline`. `early`
+    /// holds what followed the PROXY header: the handshake's first bytes.
+    pub fn accept_tls(
+        &self,
+        tls: &ServerTls,
+        early: &[u8],
+        deadline: Instant,
+    ) -> Result<Accepted, HandshakeError> {
+        tls.accept(&self.stream, early, deadline)
+    }
+
     /// Why the connection was closed from outside (reaper, shutdown, drain),
     /// if it was.
     pub fn closed_by(&self) -> Option<CloseReason> {
@@ -281,9 +306,21 @@ impl Connection {
     /// it early, if any. Counts what it does in [`traffic`](Self::traffic).
     /// `compat` sees each read's bytes as they came, for framings defined by
     /// read boundaries. `early` is data already read (what followed a PROXY
-    /// header), answered first as if just read.
-    pub fn serve(&self, compat: Compat, early: &[u8]) -> io::Result<()> {
-        let mut stream = &self.stream;
+    /// header), answered first as if just read. With `session` (a finished
+    /// TLS handshake), the lines are read and answered inside it.
+    pub fn serve(
+        &self,
+        compat: Compat,
+        early: &[u8],
+        session: Option<Box<rustls::ServerConnection>>,
+    ) -> io::Result<()> {
+        let mut stream = match session {
+            Some(session) => ServerStream::Tls {
+                socket: &self.stream,
+                session,
+            },
+            None => ServerStream::Plain(&self.stream),
+        };
         let mut lines = LineHandler::default();
         let mut input = ReadBuffer::default();
         // Sized by what arrives, not allocated at READ_CHUNK up front: most
@@ -332,10 +369,7 @@ impl Connection {
         stream.flush()?;
         // Other holders of the Arc may outlive this thread for a moment; the
         // peer sees EOF now, not when the last holder lets go.
-        match self.stream.shutdown(Shutdown::Write) {
-            Err(e) if e.kind() != ErrorKind::NotConnected => Err(e),
-            _ => Ok(()),
-        }
+        stream.finish()
     }
 }
 

@@ -48,7 +48,8 @@ pub mod reaper;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
-use admission::Admitted;
+use crate::tls::server::ServerTls;
+use admission::{Admitted, Checks};
 use conn_log::{ConnLog, Event, Reporter};
 use connection::{CloseReason, Connection, RefuseReason};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
@@ -91,6 +92,9 @@ pub struct ServerConfig {
     pub proxy_protocol: bool,
     /// Connections one client address may hold; 0 is no limit.
     pub max_connections_per_ip: usize,
+    /// Every connection is TLS (`--tls-cert`); shared with whoever reloads
+    /// it (`hb-server` on SIGHUP).
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// Counts over the server's lifetime, reported at exit.
@@ -445,17 +449,18 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
-    let admitted = admission::admit(
-        conn,
-        shared.config.proxy_protocol,
-        &shared.per_ip,
-        &shared.conn_log,
-    );
+    let checks = Checks {
+        proxy_protocol: shared.config.proxy_protocol,
+        limits: &shared.per_ip,
+        tls: shared.config.tls.as_deref(),
+        idle_timeout: shared.config.idle_timeout,
+    };
     let Admitted {
         early,
         health_check,
         address,
-    } = match admitted {
+        session,
+    } = match admission::admit(conn, checks, &shared.conn_log) {
         Ok(admitted) => admitted,
         Err(refused) => {
             if let Some(reason) = refused {
@@ -467,7 +472,7 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
     // Counted here, not by the acceptor after the spawn: before the first
     // reply, so a scrape after it counts the connection.
     shared.metrics.admitted();
-    let served = conn.serve(shared.config.compat, &early);
+    let served = conn.serve(shared.config.compat, &early, session);
     // The address's slot goes back before the close is logged, so that
     // whoever sees the line may connect again from that address.
     drop(address);

@@ -29,6 +29,7 @@ pub fn start_server(idle_timeout: Option<Duration>, max_connections: usize) -> S
         compat: Compat::None,
         proxy_protocol: false,
         max_connections_per_ip: 0,
+        tls: None,
     };
     Server::start(listener, config).expect("start server")
 }

@@ -5,12 +5,15 @@
 use clap::error::{ContextKind, ContextValue};
 use clap::{CommandFactory, Parser};
 use crossbeam::channel;
+use std::io;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[cfg(windows)]
 mod console;
+#[cfg(unix)]
+mod hangup;
 
 /// `-v` / `-q`, identical in every binary.
 #[derive(Debug, Clone, clap::Args)]
@@ -47,13 +50,30 @@ impl LogArgs {
 pub const EXIT_SIGNALLED: u8 = 130;
 
 /// Turns Ctrl-C / SIGTERM into a message on the returned channel; a second
-/// one exits at once with [`EXIT_SIGNALLED`]. The handler does nothing
-/// else: the program decides what a signal means.
+/// one exits at once with [`EXIT_SIGNALLED`]. SIGHUP stops too, unless
+/// `on_hangup` is given: then each SIGHUP is a message on it instead (Unix;
+/// Windows has no SIGHUP). The handlers do nothing else: the program
+/// decides what a signal means.
 ///
 /// On Windows the console's events stand in for signals: Ctrl-C and
 /// Ctrl-Break (through ctrlc), and the console closing and system shutdown
 /// (through `console.rs`) all send the same message.
-pub fn signal_channel() -> Result<channel::Receiver<()>, ctrlc::Error> {
+pub fn signal_channel(on_hangup: Option<channel::Sender<()>>) -> io::Result<channel::Receiver<()>> {
+    let stop = stop_channel().map_err(|e| match e {
+        ctrlc::Error::System(e) => e,
+        other => io::Error::other(other),
+    })?;
+    // After ctrlc's handler, which this one replaces for SIGHUP.
+    #[cfg(unix)]
+    if let Some(tx) = on_hangup {
+        hangup::install(tx)?;
+    }
+    #[cfg(not(unix))]
+    drop(on_hangup);
+    Ok(stop)
+}
+
+fn stop_channel() -> Result<channel::Receiver<()>, ctrlc::Error> {
     let (tx, rx) = channel::bounded(1);
     let signalled = Arc::new(AtomicBool::new(false));
     let on_signal = move || {
