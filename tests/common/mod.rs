@@ -5,10 +5,12 @@
 
 pub mod netns;
 pub mod scrape;
+pub mod tls;
 
 use crossbeam::channel::{self, Receiver};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -314,6 +316,20 @@ pub fn skipped_on_other_build(test: &str, reason: &str) -> bool {
         println!("SKIPPED: {test}: not on the launcher's build: {reason}");
     }
     other_build()
+}
+
+/// The program's path on PATH, or `None` after printing the SKIPPED line
+/// for `test`.
+pub fn require(test: &str, program: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        println!("SKIPPED: {test}: {program} not found");
+    }
+    found
 }
 
 /// Sends a signal by name (TERM, INT, KILL, STOP, CONT).

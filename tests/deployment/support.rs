@@ -4,7 +4,6 @@
 use socket2::{Domain, Socket, Type};
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,19 +38,7 @@ pub fn watch_eof(mut stream: TcpStream, ended: crossbeam::channel::Sender<Instan
         .expect("spawn EOF watcher");
 }
 
-/// The program's path on PATH, or `None` after printing the SKIPPED line
-/// for `test`.
-pub fn require(test: &str, program: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        println!("SKIPPED: {test}: {program} not found");
-    }
-    found
-}
+pub use super::common::require;
 
 /// A free port on 127.0.0.1 (bound, read and let go; the kernel does not
 /// hand it out again at once).

@@ -109,6 +109,16 @@ pub fn parse_args<T: Parser>(program: &str) -> Result<T, ExitCode> {
         let rendered = e.render().to_string();
         let first = rendered.lines().next().unwrap_or_default();
         let mut message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+        // A list of missing arguments follows its line, one per line.
+        if message.ends_with(':') {
+            let listed: Vec<&str> = rendered
+                .lines()
+                .skip(1)
+                .take_while(|line| line.starts_with("  "))
+                .map(str::trim)
+                .collect();
+            message = format!("{message} {}", listed.join(", "));
+        }
         if let Some((flag, variable)) = value_from_environment::<T>(&e) {
             message = message.replace(&format!("'{flag}'"), &format!("{variable} (environment)"));
         }
