@@ -189,6 +189,26 @@ fn the_client_with_default_flags_connects_and_echoes() {
     assert_eq!(client.output, b"HELLO\n");
 }
 
+/// Issue 19's Windows case: TLS on both ends, with the ring provider built
+/// by mingw-w64 (hb-server.exe and hb-client.exe under Wine).
+#[test]
+fn the_client_and_the_server_echo_over_tls() {
+    let pki = tls::Pki::new("portable CA");
+    let server_args = pki.server_args();
+    let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&server_args);
+    let ca = tls::arg_path(&pki.ca);
+    let mut client = ClientProcess::start(server.addr, &["--tls-ca", &ca]);
+    client.send(b"hello over tls\nHeartBeat\n");
+    client.wait_output(b"HELLO OVER TLS\nOK\n");
+    client.close_stdin();
+    let status = client.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(0), "client log: {:?}", client.logged);
+    assert_eq!(client.output, b"HELLO OVER TLS\nOK\n");
+    let connected = server.wait_log("connected");
+    assert!(connected.contains("conn 1 from"), "{connected}");
+}
+
 #[cfg(unix)]
 #[test]
 fn the_client_gives_up_on_a_frozen_server_within_its_bound() {

@@ -368,3 +368,139 @@ fn a_half_closed_tls_client_gets_every_reply() {
         .expect("replies, then close_notify");
     assert_eq!(replies, b"ONE\nOK\nTWO\n");
 }
+
+// hb-client over TLS, against hb-server over TLS.
+
+/// hb-client trusting `pki`'s CA, plus `extra` flags.
+fn tls_client(server: &ServerProcess, pki: &Pki, extra: &[&str]) -> ClientProcess {
+    let ca = arg_path(&pki.ca);
+    let mut args = vec!["--tls-ca", ca.as_str()];
+    args.extend_from_slice(extra);
+    ClientProcess::start(server.addr, &args)
+}
+
+#[test]
+fn hb_client_echoes_and_its_heartbeats_keep_a_tls_connection_past_the_idle_timeout() {
+    let pki = Pki::new("hb-client CA");
+    let server = tls_server(&pki, &["--idle-timeout", "1s"]);
+    let start = Instant::now();
+    let mut client = tls_client(&server, &pki, &["--heartbeat-idle", "300ms", "-v"]);
+    client.send(b"over tls\n");
+    client.wait_output(b"OVER TLS\n");
+    while start.elapsed() < Duration::from_millis(1500) {
+        client.wait_log("heartbeat answered");
+    }
+    client.send(b"still here\n");
+    client.wait_output(b"OVER TLS\nSTILL HERE\n");
+    client.close_stdin();
+    assert!(client.wait_exit(PATIENCE).success(), "{:?}", client.logged);
+    assert_eq!(
+        client.output, b"OVER TLS\nSTILL HERE\n",
+        "heartbeat replies shown"
+    );
+    let closed = server.wait_log("closed:");
+    assert!(closed.ends_with("closed: peer_closed"), "{closed}");
+}
+
+#[test]
+fn hb_client_refuses_an_unverifiable_server_and_sends_it_nothing() {
+    let pki = Pki::new("server's CA");
+    let other = Pki::new("client's CA");
+    let server = tls_server(&pki, &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    let mut client = tls_client(&server, &other, &[]);
+    client.send(b"secret\n");
+    let status = client.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(1), "{:?}", client.logged);
+    assert_eq!(client.logged.len(), 1, "{:?}", client.logged);
+    assert!(
+        client.logged[0].contains("certificate"),
+        "{:?}",
+        client.logged
+    );
+    server.wait_log("refused: TLS handshake failed");
+    let page = samples(&scrape_text(metrics));
+    assert_eq!(page["hb_received_bytes_total"], 0.0, "something was sent");
+    assert_eq!(page["hb_connections_accepted_total"], 0.0);
+    // The wrong name: a certificate for localhost, checked against another.
+    let mut client = tls_client(&server, &pki, &["--tls-server-name", "example.com"]);
+    assert_eq!(client.wait_exit(PATIENCE).code(), Some(1));
+    assert!(
+        client.has_logged("certificate not valid for \"example.com\""),
+        "{:?}",
+        client.logged
+    );
+}
+
+#[test]
+fn hb_client_presents_its_certificate_and_is_named() {
+    let pki = Pki::new("fleet CA");
+    let ca = arg_path(&pki.ca);
+    let server = tls_server(&pki, &["--tls-client-ca", &ca]);
+    let (cert, key) = (arg_path(&pki.client_cert), arg_path(&pki.client_key));
+    let mut client = tls_client(&server, &pki, &["--tls-cert", &cert, "--tls-key", &key]);
+    client.send(b"device\n");
+    client.wait_output(b"DEVICE\n");
+    let line = server.wait_log("connected");
+    assert!(
+        line.contains(&format!("({CLIENT_NAME}) connected")),
+        "{line}"
+    );
+    // Without one, the server refuses it and the client says so.
+    let mut anonymous = tls_client(&server, &pki, &[]);
+    anonymous.send(b"anonymous\n");
+    assert_eq!(anonymous.wait_exit(PATIENCE).code(), Some(1));
+    assert!(
+        anonymous.has_logged("CertificateRequired"),
+        "{:?}",
+        anonymous.logged
+    );
+    server.wait_log("refused: TLS handshake failed: no client certificate presented");
+}
+
+#[test]
+fn hb_client_reads_a_plain_text_refusal_in_place_of_a_handshake() {
+    let pki = Pki::new("full CA");
+    let server = tls_server(&pki, &["--max-connections", "1"]);
+    let mut first = tls_client(&server, &pki, &[]);
+    first.send(b"first\n");
+    first.wait_output(b"FIRST\n");
+    let mut second = tls_client(&server, &pki, &[]);
+    assert_eq!(second.wait_exit(PATIENCE).code(), Some(1));
+    assert!(
+        second.has_logged("refused in plain text: ERR server full"),
+        "{:?}",
+        second.logged
+    );
+}
+
+#[test]
+fn hb_client_reconnects_over_tls() {
+    let pki = Pki::new("reconnect CA");
+    let server = tls_server(&pki, &["--idle-timeout", "500ms"]);
+    let mut client = tls_client(
+        &server,
+        &pki,
+        &[
+            "--reconnect",
+            "--reconnect-min",
+            "100ms",
+            "--heartbeat-idle",
+            "0",
+        ],
+    );
+    client.send(b"one\n");
+    client.wait_output(b"ONE\n");
+    client.wait_log("reconnected to");
+    client.send(b"two\n");
+    client.wait_output(b"ONE\nTWO\n");
+}
+
+#[test]
+fn hb_client_with_tls_against_a_plain_server_fails_the_handshake() {
+    let server = ServerProcess::start(&[]);
+    let pki = Pki::new("plain CA");
+    let mut client = tls_client(&server, &pki, &[]);
+    assert_eq!(client.wait_exit(PATIENCE).code(), Some(1));
+    assert!(client.has_logged("not a TLS peer"), "{:?}", client.logged);
+}

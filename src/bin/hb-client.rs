@@ -36,12 +36,14 @@ use clap::Parser;
 use common::{EXIT_SIGNALLED, LogArgs, parse_args, signal_channel};
 use crossbeam::channel;
 use std::io::ErrorKind;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tcp_heartbeat::client::backoff::{Backoff, BackoffSettings};
 use tcp_heartbeat::client::heartbeat::HeartbeatSettings;
 use tcp_heartbeat::client::{self, ClientConfig, ClientError, Outcome};
 use tcp_heartbeat::config::{self, KeepaliveArgs};
+use tcp_heartbeat::tls::client::{ClientTls, ClientTlsSettings, host_of};
 
 /// TCP heartbeat client: sends stdin lines to the server, prints its replies,
 /// and keeps the connection alive with heartbeats.
@@ -100,10 +102,60 @@ struct Args {
     reconnect_attempts: u32,
 
     #[command(flatten)]
+    tls: TlsArgs,
+
+    #[command(flatten)]
     keepalive: KeepaliveArgs,
 
     #[command(flatten)]
     log: LogArgs,
+}
+
+/// The TLS flags. Any of them but `--tls` itself implies `--tls`.
+#[derive(Debug, Clone, clap::Args)]
+struct TlsArgs {
+    /// Connect with TLS, checking the server's certificate against the
+    /// system's root CAs
+    #[arg(long, env = "HB_TLS")]
+    tls: bool,
+
+    /// Trust the CAs in this PEM file instead of the system's (implies
+    /// --tls)
+    #[arg(long, env = "HB_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
+    /// Check the server's certificate against this name instead of the
+    /// host of --connect (implies --tls)
+    #[arg(long, env = "HB_TLS_SERVER_NAME", value_name = "NAME")]
+    tls_server_name: Option<String>,
+
+    /// Present this client certificate chain (PEM); needs --tls-key
+    /// (implies --tls)
+    #[arg(long, env = "HB_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "HB_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The TLS configuration these flags ask for, if any; files that cannot
+    /// be used are an error message.
+    fn client_tls(&self) -> Result<Option<ClientTls>, String> {
+        let settings = ClientTlsSettings {
+            ca: self.tls_ca.clone(),
+            server_name: self.tls_server_name.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        };
+        if !self.tls && settings == ClientTlsSettings::default() {
+            return Ok(None);
+        }
+        ClientTls::new(&settings)
+            .map(Some)
+            .map_err(|e| format!("TLS: {e}"))
+    }
 }
 
 const EXIT_FAILURE: u8 = 1;
@@ -118,6 +170,13 @@ fn main() -> ExitCode {
         eprintln!("hb-client: --reconnect-max must be at least --reconnect-min (see --help)");
         return ExitCode::from(common::EXIT_USAGE);
     }
+    let tls = match args.tls.client_tls() {
+        Ok(tls) => tls,
+        Err(message) => {
+            eprintln!("hb-client: {message}");
+            return ExitCode::from(common::EXIT_USAGE);
+        }
+    };
     args.log.init();
     let signals = match signal_channel(None) {
         Ok(signals) => signals,
@@ -126,7 +185,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match run(&args, signals) {
+    match run(&args, tls, signals) {
         Ok(Outcome::Finished) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => ExitCode::from(EXIT_SIGNALLED),
         // Like `head` closing a pipe: the reader has what it wanted.
@@ -145,7 +204,11 @@ fn exit_code(error: &ClientError) -> u8 {
     }
 }
 
-fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientError> {
+fn run(
+    args: &Args,
+    tls: Option<ClientTls>,
+    signals: channel::Receiver<()>,
+) -> Result<Outcome, ClientError> {
     let config = ClientConfig {
         heartbeat: HeartbeatSettings {
             idle: (!args.heartbeat_idle.is_zero()).then_some(args.heartbeat_idle),
@@ -154,6 +217,7 @@ fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientErr
         },
         socket_options: args.keepalive.socket_options(),
         connect_timeout: args.connect_timeout,
+        tls,
     };
     if args.reconnect {
         let settings = BackoffSettings {
@@ -161,7 +225,7 @@ fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientErr
             max: args.reconnect_max,
             attempts: (args.reconnect_attempts > 0).then_some(args.reconnect_attempts),
         };
-        log_settings(&config);
+        log_settings(&config, &args.connect);
         log::info!("{}", describe_reconnect(&settings));
         return client::reconnect::run(
             &args.connect,
@@ -174,7 +238,7 @@ fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientErr
     }
     let stream = client::connect(&args.connect, &config)?;
     log::info!("connected to {}", args.connect);
-    log_settings(&config);
+    log_settings(&config, &args.connect);
     client::run(
         stream,
         &config,
@@ -207,7 +271,7 @@ fn describe_reconnect(settings: &BackoffSettings) -> String {
     )
 }
 
-fn log_settings(config: &ClientConfig) {
+fn log_settings(config: &ClientConfig, addr: &str) {
     let heartbeat = match (config.heartbeat.idle, config.heartbeat.give_up_after()) {
         (Some(idle), Some(give_up)) => format!(
             "heartbeat after {} idle, every {}, give up after {} without a reply",
@@ -218,4 +282,7 @@ fn log_settings(config: &ClientConfig) {
         _ => "heartbeats off".to_string(),
     };
     log::info!("{heartbeat}; {}", config::describe(&config.socket_options));
+    if let Some(tls) = &config.tls {
+        log::info!("{}", tls.describe(host_of(addr)));
+    }
 }

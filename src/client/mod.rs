@@ -9,7 +9,16 @@
 //! to the socket, in what order; nothing it waits for can hide a dead server,
 //! as every blocking socket call lives in its own thread. The socket is held
 //! once, as `Arc<TcpStream>` shared with the reader and the writer (no
-//! `try_clone`).
+//! `try_clone`), inside a [`ClientStream`].
+//!
+//! With `--tls` the handshake finishes in [`connect`], before any thread
+//! starts or anything of the user's is sent, and the reader and writer share
+//! the one TLS session: the reader blocks on the raw socket with no lock
+//! held and locks the session only to decrypt what arrived; the writer locks
+//! it only to encrypt, and writes with the lock released. So a blocked read
+//! never holds up a heartbeat ([`crate::tls::stream`] says why this is
+//! safe). Everything else (heartbeats, the give-up timeline, reconnecting,
+//! exit codes, stdout) is the same as without TLS.
 //!
 //! Memory is bounded whatever the server sends: every queue is bounded (see
 //! `spawn_socket_reader` for why that cannot deadlock), so a server that
@@ -42,6 +51,9 @@ pub mod round_trips;
 use crate::config::display_duration;
 use crate::protocol::HEARTBEAT;
 use crate::sockopt::{self, SocketOptions};
+use crate::tls::HandshakeError;
+use crate::tls::client::{ClientTls, host_of};
+use crate::tls::stream::ClientStream;
 use crate::wake;
 use crossbeam::channel::{self, Receiver, Sender};
 use heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
@@ -50,7 +62,6 @@ use round_trips::RoundTrips;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -76,12 +87,15 @@ const WRITE_QUEUE: usize = 16;
 /// setting are seconds long.
 const IDLE_TIMEOUT_SUSPECTED_AFTER: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub heartbeat: HeartbeatSettings,
     pub socket_options: SocketOptions,
-    /// How long each address may take to connect (`--connect-timeout`).
+    /// How long each address may take to connect (`--connect-timeout`),
+    /// and then the TLS handshake.
     pub connect_timeout: Duration,
+    /// Connect with TLS (`--tls`).
+    pub tls: Option<ClientTls>,
 }
 
 /// How a session ended without error.
@@ -98,6 +112,11 @@ pub enum Outcome {
 pub enum ClientError {
     /// Connecting failed.
     Connect { addr: String, source: io::Error },
+    /// The TLS handshake failed (nothing of the user's was sent).
+    Tls {
+        addr: String,
+        source: HandshakeError,
+    },
     /// The server closed the connection while stdin was still open,
     /// `silent_for` after its last byte (or the connection's start).
     ServerClosed {
@@ -126,6 +145,7 @@ impl fmt::Display for ClientError {
                 write!(f, "cannot connect to {addr}: timed out")
             }
             Self::Connect { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
+            Self::Tls { addr, source } => write!(f, "TLS handshake with {addr} failed: {source}"),
             Self::ServerClosed {
                 silent_for,
                 heartbeat_idle: Some(idle),
@@ -161,8 +181,25 @@ impl std::error::Error for ClientError {}
 /// bounded by the connect timeout, until one succeeds; applies the
 /// configured socket options that the OS accepts. Fails with the last
 /// address's error. (The resolution itself is the OS resolver's and is not
-/// bounded.)
-pub fn connect(addr: &str, config: &ClientConfig) -> Result<TcpStream, ClientError> {
+/// bounded.) With TLS, runs the handshake too, bounded by the connect
+/// timeout again, checking the certificate against the host of `addr`
+/// (unless `--tls-server-name` says otherwise).
+pub fn connect(addr: &str, config: &ClientConfig) -> Result<ClientStream, ClientError> {
+    let socket = connect_tcp(addr, config)?;
+    let Some(tls) = &config.tls else {
+        return Ok(ClientStream::plain(socket));
+    };
+    let deadline = Instant::now() + config.connect_timeout;
+    match tls.connect(&socket, host_of(addr), deadline) {
+        Ok(session) => Ok(ClientStream::tls(socket, session)),
+        Err(source) => Err(ClientError::Tls {
+            addr: addr.to_string(),
+            source,
+        }),
+    }
+}
+
+fn connect_tcp(addr: &str, config: &ClientConfig) -> Result<TcpStream, ClientError> {
     let failed = |source| ClientError::Connect {
         addr: addr.to_string(),
         source,
@@ -195,7 +232,7 @@ fn connect_to(candidate: SocketAddr, config: &ClientConfig) -> io::Result<TcpStr
 /// Runs a session on `stream` until stdin ends and the server closes, a
 /// signal arrives on `signals`, or the connection fails.
 pub fn run(
-    stream: TcpStream,
+    stream: ClientStream,
     config: &ClientConfig,
     stdin: impl Read + Send + 'static,
     mut stdout: impl Write,
@@ -231,7 +268,7 @@ struct SessionEnd {
 /// `carry.held` once it can send it, and leaves in `carry` what the next
 /// session needs.
 fn run_session<W: Write>(
-    stream: TcpStream,
+    stream: ClientStream,
     config: &ClientConfig,
     input: &Receiver<StdinEvent>,
     stdout: W,
@@ -247,18 +284,17 @@ fn run_session<W: Write>(
     // A write blocked for the whole give-up time means the server stopped
     // reading at least that long: as unresponsive as unanswered heartbeats.
     let write_timeout = config.heartbeat.give_up_after();
-    if let Err(e) = stream.set_write_timeout(write_timeout) {
+    if let Err(e) = stream.socket().set_write_timeout(write_timeout) {
         return not_started(ClientError::ConnectionLost(e));
     }
-    let socket = Arc::new(stream);
-    let (socket_events, reader) = match spawn_socket_reader(Arc::clone(&socket)) {
+    let (socket_events, reader) = match spawn_socket_reader(stream.clone()) {
         Ok(spawned) => spawned,
         Err(e) => return not_started(e),
     };
-    let (outgoing, written, writer) = match spawn_socket_writer(Arc::clone(&socket)) {
+    let (outgoing, written, writer) = match spawn_socket_writer(stream.clone()) {
         Ok(spawned) => spawned,
         Err(e) => {
-            stop_socket_threads(&socket, [("reader", reader)]);
+            stop_socket_threads(stream.socket(), [("reader", reader)]);
             return not_started(e);
         }
     };
@@ -298,7 +334,7 @@ fn run_session<W: Write>(
     // writer's next sends fail and they end; dropping `outgoing` ends the
     // writer's wait for work, and the wake-up ends a blocked read or write.
     drop(session);
-    stop_socket_threads(&socket, [("reader", reader), ("writer", writer)]);
+    stop_socket_threads(stream.socket(), [("reader", reader), ("writer", writer)]);
     end
 }
 
@@ -377,7 +413,7 @@ fn read_stdin(stdin: impl Read, tx: &Sender<StdinEvent>) {
 
 /// Starts `hb-socket-reader`, joined by [`run`] after it shuts the socket.
 fn spawn_socket_reader(
-    socket: Arc<TcpStream>,
+    stream: ClientStream,
 ) -> Result<(Receiver<SocketEvent>, JoinHandle<()>), ClientError> {
     // Bounded, so a server that sends faster than stdout takes it (a flood,
     // or stdout's reader not reading) fills the socket buffers and is held
@@ -392,22 +428,31 @@ fn spawn_socket_reader(
     let (tx, rx) = channel::bounded(SOCKET_QUEUE);
     let handle = thread::Builder::new()
         .name("hb-socket-reader".into())
-        .spawn(move || read_socket(&socket, &tx))
+        .spawn(move || read_socket(&stream, &tx))
         .map_err(ClientError::Spawn)?;
     Ok((rx, handle))
 }
 
-fn read_socket(socket: &TcpStream, tx: &Sender<SocketEvent>) {
+/// Sends what the server sends, in pieces of at most [`CHUNK`] bytes (a
+/// TLS record completed by one read may be longer), then how it ended.
+fn read_socket(stream: &ClientStream, tx: &Sender<SocketEvent>) {
     let mut buf = [0; CHUNK];
+    let mut received = Vec::new();
     loop {
-        let event = match (&*socket).read(&mut buf) {
-            Ok(0) => SocketEvent::Closed,
-            Ok(n) => SocketEvent::Data(buf[..n].to_vec()),
+        received.clear();
+        let end = match stream.read(&mut buf, &mut received) {
+            Ok(true) => None,
+            Ok(false) => Some(SocketEvent::Closed),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => SocketEvent::Failed(e),
+            Err(e) => Some(SocketEvent::Failed(e)),
         };
-        let last = !matches!(event, SocketEvent::Data(_));
-        if tx.send(event).is_err() || last {
+        for piece in received.chunks(CHUNK) {
+            if tx.send(SocketEvent::Data(piece.to_vec())).is_err() {
+                return;
+            }
+        }
+        if let Some(event) = end {
+            let _ = tx.send(event);
             return;
         }
     }
@@ -420,7 +465,7 @@ type WriteResults = Receiver<io::Result<()>>;
 /// order and reports each write's result; it ends after a failure, or when
 /// the coordinator drops its sender or its receiver.
 fn spawn_socket_writer(
-    socket: Arc<TcpStream>,
+    stream: ClientStream,
 ) -> Result<(Sender<Outgoing>, WriteResults, JoinHandle<()>), ClientError> {
     // Unbounded, but the coordinator keeps at most WRITE_QUEUE pieces (plus
     // the heartbeats the policy allows) in it, counting the results.
@@ -431,8 +476,8 @@ fn spawn_socket_writer(
         .spawn(move || {
             for work in work_rx {
                 let result = match work {
-                    Outgoing::Data(bytes) => (&*socket).write_all(&bytes),
-                    Outgoing::ShutDown => socket.shutdown(Shutdown::Write),
+                    Outgoing::Data(bytes) => stream.write_all(&bytes),
+                    Outgoing::ShutDown => stream.shutdown_write(),
                 };
                 let failed = result.is_err();
                 if done_tx.send(result).is_err() || failed {

@@ -26,9 +26,9 @@ use super::{
     Carry, ClientConfig, ClientError, Outcome, StdinEvent, connect, run_session, spawn_stdin_reader,
 };
 use crate::config::display_duration;
+use crate::tls::stream::ClientStream;
 use crossbeam::channel::{self, Receiver};
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::time::Instant;
 
 /// Runs sessions against `addr` until one ends without a failure worth
@@ -99,10 +99,13 @@ pub fn run<J: Jitter>(
 }
 
 /// Whether `--reconnect` tries again after `error`: every network failure,
-/// but not a malformed address, stdin, stdout or a thread.
+/// but not a malformed address, a TLS handshake refused for its
+/// certificates or protocol (trying again cannot change them), stdin,
+/// stdout or a thread.
 fn worth_retrying(error: &ClientError) -> bool {
     match error {
         ClientError::Connect { source, .. } => source.kind() != ErrorKind::InvalidInput,
+        ClientError::Tls { source, .. } => source.is_transient(),
         ClientError::ServerClosed { .. }
         | ClientError::ConnectionLost(_)
         | ClientError::Unresponsive { .. } => true,
@@ -112,7 +115,7 @@ fn worth_retrying(error: &ClientError) -> bool {
 
 /// What follows a loss.
 enum Next {
-    Connected(TcpStream),
+    Connected(ClientStream),
     /// Stdin ended, or a signal arrived, while disconnected.
     Done(Outcome),
 }
@@ -147,7 +150,7 @@ impl<J: Jitter> Reconnecting<'_, J> {
             }
             match connect(self.addr, self.config) {
                 Ok(stream) => {
-                    match stream.peer_addr() {
+                    match stream.socket().peer_addr() {
                         Ok(peer) => log::info!("reconnected to {peer}"),
                         Err(_) => log::info!("reconnected to {}", self.addr),
                     }

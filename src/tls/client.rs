@@ -4,7 +4,7 @@
 //! handshake, which must finish before anything of the user's is sent.
 
 use super::{HandshakeError, TlsError, load_certificates, load_private_key, load_roots};
-use rustls::ClientConnection;
+use rustls::{CertificateError, ClientConnection};
 use rustls_pki_types::ServerName;
 use std::fmt;
 use std::net::TcpStream;
@@ -46,6 +46,12 @@ impl fmt::Debug for ClientTls {
 
 impl ClientTls {
     pub fn new(settings: &ClientTlsSettings) -> Result<Self, TlsError> {
+        if let Some(name) = &settings.server_name {
+            ServerName::try_from(name.as_str()).map_err(|e| TlsError::Rejected {
+                what: format!("--tls-server-name {name:?}"),
+                source: rustls::Error::General(e.to_string()),
+            })?;
+        }
         let (roots, trusting) = match &settings.ca {
             Some(path) => (load_roots(path)?, format!("CA {}", path.display())),
             None => (native_roots()?, "the system's root CAs".to_string()),
@@ -95,15 +101,20 @@ impl ClientTls {
         host: &str,
         deadline: Instant,
     ) -> Result<ClientConnection, HandshakeError> {
-        let name = self.server_name.as_deref().unwrap_or(host);
-        let name = ServerName::try_from(name.to_string()).map_err(|e| {
+        let name_checked = self.server_name.as_deref().unwrap_or(host);
+        let name = ServerName::try_from(name_checked.to_string()).map_err(|e| {
             HandshakeError::Tls(rustls::Error::General(format!(
-                "{name:?} cannot be checked against a certificate ({e}): set --tls-server-name"
+                "{name_checked:?} cannot be checked against a certificate ({e}): set --tls-server-name"
             )))
         })?;
         let mut session =
             ClientConnection::new(self.config.clone(), name).map_err(HandshakeError::Tls)?;
-        super::handshake(&mut session, socket, &[], deadline)?;
+        super::handshake(&mut session, socket, &[], deadline).map_err(|e| match e {
+            HandshakeError::Tls(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => HandshakeError::NotValidFor(name_checked.to_string()),
+            other => other,
+        })?;
         Ok(session)
     }
 }

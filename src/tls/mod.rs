@@ -35,7 +35,7 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -130,6 +130,13 @@ pub enum HandshakeError {
     /// verify, no shared protocol version or cipher, or bytes that are not
     /// TLS at all (a plain-TCP client).
     Tls(rustls::Error),
+    /// The server's certificate is not valid for the name checked (the
+    /// host connected to, or `--tls-server-name`).
+    NotValidFor(String),
+    /// The peer answered in plain text with an `ERR` line (hb-server's
+    /// refusals before the handshake: server full, too many connections
+    /// from an address): the line, escaped.
+    RefusedInPlainText(String),
     /// Reading or writing the socket failed.
     Io(io::Error),
 }
@@ -140,12 +147,25 @@ impl fmt::Display for HandshakeError {
             Self::TimedOut => f.write_str("timed out"),
             Self::Closed => f.write_str("closed by the peer"),
             Self::Tls(e) => f.write_str(&explain(e)),
+            Self::NotValidFor(name) => write!(
+                f,
+                "certificate not valid for {name:?} (--tls-server-name sets the name checked)"
+            ),
+            Self::RefusedInPlainText(line) => write!(f, "refused in plain text: {line}"),
             Self::Io(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for HandshakeError {}
+
+impl HandshakeError {
+    /// Whether trying again may succeed: not when the peer's certificate or
+    /// protocol was refused, which only a change of configuration mends.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Tls(_) | Self::NotValidFor(_))
+    }
+}
 
 /// rustls's error in words that say what to fix, with the word
 /// `certificate` whenever a certificate is the reason.
@@ -154,10 +174,6 @@ fn explain(error: &rustls::Error) -> String {
     match error {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
             "certificate not signed by a trusted CA (UnknownIssuer)".into()
-        }
-        Error::InvalidCertificate(CertificateError::NotValidForName)
-        | Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
-            "certificate not valid for the name checked (NotValidForName)".into()
         }
         Error::InvalidCertificate(CertificateError::Expired)
         | Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
@@ -199,6 +215,11 @@ fn drive_handshake<S: rustls::SideData>(
         session.read_tls(&mut early).map_err(HandshakeError::Io)?;
         process(session, socket)?;
     }
+    let mut reader = FirstBytes {
+        socket,
+        first: [0; FIRST_BYTES],
+        len: 0,
+    };
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -219,13 +240,47 @@ fn drive_handshake<S: rustls::SideData>(
         if !session.is_handshaking() {
             return Ok(());
         }
-        match session.read_tls(&mut socket) {
+        match session.read_tls(&mut reader) {
             Ok(0) => return Err(HandshakeError::Closed),
-            Ok(_) => process(session, socket)?,
+            Ok(_) => process(session, socket).map_err(|e| reader.explain(e))?,
             // The deadline check above turns a timed-out read into TimedOut.
             Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(HandshakeError::Io(e)),
         }
+    }
+}
+
+/// How many of the first bytes received a handshake keeps, to show an
+/// `ERR` line received in place of TLS: hb-server's longest is 44 bytes.
+const FIRST_BYTES: usize = 64;
+
+/// The socket as the handshake reads it, keeping the first bytes received.
+struct FirstBytes<'a> {
+    socket: &'a TcpStream,
+    first: [u8; FIRST_BYTES],
+    len: usize,
+}
+
+impl Read for FirstBytes<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        let keep = n.min(FIRST_BYTES - self.len);
+        self.first[self.len..self.len + keep].copy_from_slice(&buf[..keep]);
+        self.len += keep;
+        Ok(n)
+    }
+}
+
+impl FirstBytes<'_> {
+    /// `error`, or the refusal it stands for when the peer's first bytes
+    /// were an `ERR` line.
+    fn explain(&self, error: HandshakeError) -> HandshakeError {
+        let first = &self.first[..self.len];
+        if !first.starts_with(b"ERR ") {
+            return error;
+        }
+        let line = first.split(|&b| b == b'\n').next().unwrap_or_default();
+        HandshakeError::RefusedInPlainText(line.trim_ascii().escape_ascii().to_string())
     }
 }
 
