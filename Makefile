@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 OS_TARGETS = x86_64-pc-windows-gnu x86_64-apple-darwin
 
-.PHONY: build run-server run-client test test-windows lint check-os bench bench-echo bench-metrics memory capacity faults faults-report hardening-full
+.PHONY: build run-server run-client test test-windows lint check-os bench bench-echo bench-metrics bench-tls memory memory-tls capacity faults faults-report hardening-full
 
 build:
 	$(CARGO) build --release
@@ -70,6 +70,15 @@ bench-echo:
 # connections (scripts/memory.sh; about 3 minutes; docs/benchmarks.md).
 memory:
 	scripts/memory.sh
+
+# TLS (issue 19): 50-client echo plain vs TLS and handshakes per second
+# (scripts/bench_tls.sh; about 2 minutes; needs openssl and python3), and
+# the memory bill per idle connection, plain vs TLS (about 3 minutes).
+bench-tls:
+	scripts/bench_tls.sh
+
+memory-tls:
+	SERVERS="hb hb-tls" scripts/memory.sh
 
 # Issue 9's full-size runs, one at a time: a mass close of 10,000
 # connections (the registry lock's total hold time) and 19,900 heartbeating

@@ -12,6 +12,8 @@
 #   scripts/memory.sh                      # 10,000 connections, 2 rounds
 #   CONNS=1000 ROUNDS=1 scripts/memory.sh  # quicker
 #   HB_SERVER=path/to/hb-server scripts/memory.sh   # another build
+#   SERVERS="hb hb-tls" scripts/memory.sh  # hb-server plain and with TLS
+#                                          # (issue 19; `make memory-tls`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,9 +24,12 @@ ROUNDS=${ROUNDS:-2}
 HOLD=${HOLD:-27}
 BIN=target/release
 HB_SERVER=${HB_SERVER:-$BIN/hb-server}
+SERVERS=${SERVERS:-hb tokio}
 OUT=target/bench
+TLS_DIR=$OUT/tls
 mkdir -p "$OUT"
 cargo build --release --bins --examples -q
+case " $SERVERS " in *" hb-tls "*) scripts/tls_certs.sh "$TLS_DIR" ;; esac
 
 SRV_PID=
 BENCH_PID=
@@ -43,6 +48,8 @@ start() {
   local cmd
   case $1 in
     hb) cmd=("$HB_SERVER" -q --max-connections $((CONNS + 100))) ;;
+    hb-tls) cmd=("$HB_SERVER" -q --max-connections $((CONNS + 100))
+                 --tls-cert "$TLS_DIR/server.pem" --tls-key "$TLS_DIR/server.key") ;;
     tokio) cmd=("$BIN/examples/echo_tokio") ;;
   esac
   "${cmd[@]}" --listen 127.0.0.1:0 > "$OUT/memory-$1.out" 2>> "$OUT/memory-$1.err" &
@@ -62,7 +69,9 @@ measure() {
   local rss0 ks0 slab0 avail0 fds0
   fds0=$(sockets "$SRV_PID"); rss0=$(rss "$SRV_PID"); ks0=$(meminfo KernelStack); slab0=$(meminfo Slab)
   avail0=$(meminfo MemAvailable)
-  "$BIN/hb-bench" --json --target "$SRV_ADDR" idle -c "$CONNS" --heartbeat 25s \
+  local tls=()
+  [ "$1" = hb-tls ] && tls=(--tls-ca "$TLS_DIR/ca.pem")
+  "$BIN/hb-bench" --json --target "$SRV_ADDR" "${tls[@]}" idle -c "$CONNS" --heartbeat 25s \
     -d $((HOLD + 60))s > /dev/null &
   BENCH_PID=$!
   for _ in $(seq 1200); do
@@ -87,7 +96,7 @@ measure() {
 
 : > "$OUT/memory.txt"
 for round in $(seq "$ROUNDS"); do
-  for name in hb tokio; do
+  for name in $SERVERS; do
     echo "== round $round: $name, $CONNS connections" >&2
     measure "$name" | tee -a "$OUT/memory.txt" >&2
   done
@@ -95,7 +104,7 @@ done
 
 echo "| server ($CONNS connections, median of $ROUNDS) | held | RSS | KernelStack | Slab | RSS + KernelStack + Slab | MemAvailable drop |"
 echo "|---|---|---|---|---|---|---|"
-for name in hb tokio; do
+for name in $SERVERS; do
   grep "^$name " "$OUT/memory.txt" | awk -v n="$name" '
     { held[NR] = $2; for (i = 3; i <= 6; i++) v[i, NR] = $i }
     function median(i,   a, k, j, t) {

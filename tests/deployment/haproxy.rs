@@ -1,7 +1,8 @@
-//! A real HAProxy started from deploy/haproxy.cfg, for the tests: the file
-//! as shipped with only its addresses, its stats socket's path and (where
-//! the machine's hard open-file limit is lower than HAProxy needs for it)
-//! its `maxconn` changed.
+//! A real HAProxy started from deploy/haproxy.cfg (or deploy/haproxy-tls.cfg,
+//! TLS passed through), for the tests: the file as shipped with only its
+//! addresses, its stats socket's path and (where the machine's hard
+//! open-file limit is lower than HAProxy needs for it) its `maxconn`
+//! changed.
 
 use super::common::PATIENCE;
 use super::support::{free_port, require};
@@ -14,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const SHIPPED: &str = include_str!("../../deploy/haproxy.cfg");
+const SHIPPED_TLS: &str = include_str!("../../deploy/haproxy-tls.cfg");
 
 /// Which PROXY protocol version HAProxy sends the backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,13 +39,28 @@ impl Haproxy {
     /// accepts and both backends are UP. `None` (after the SKIPPED line)
     /// when haproxy is not installed.
     pub fn start(test: &str, backends: [SocketAddr; 2], version: ProxyVersion) -> Option<Haproxy> {
+        Self::start_from(test, SHIPPED, backends, version)
+    }
+
+    /// As [`start`](Self::start), from deploy/haproxy-tls.cfg: TLS passed
+    /// through to backends that terminate it, checked over TLS.
+    pub fn start_tls(test: &str, backends: [SocketAddr; 2]) -> Option<Haproxy> {
+        Self::start_from(test, SHIPPED_TLS, backends, ProxyVersion::V2)
+    }
+
+    fn start_from(
+        test: &str,
+        shipped: &str,
+        backends: [SocketAddr; 2],
+        version: ProxyVersion,
+    ) -> Option<Haproxy> {
         let program = require(test, "haproxy")?;
         let dir =
             std::env::temp_dir().join(format!("hb-haproxy-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("create HAProxy's directory");
         let frontend: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let stats = dir.join("admin.sock");
-        let config = adapt(SHIPPED, frontend, backends, &stats, version);
+        let config = adapt(shipped, frontend, backends, &stats, version);
         let config_path = dir.join("haproxy.cfg");
         std::fs::write(&config_path, config).expect("write HAProxy's configuration");
         // HAProxy's alerts and warnings, for failure messages.
@@ -139,6 +156,7 @@ fn adapt(
 ) -> String {
     let mut config = shipped
         .replace("bind 127.0.0.1:5005", &format!("bind {frontend}"))
+        .replace("bind 127.0.0.1:5443", &format!("bind {frontend}"))
         .replace("hb1 127.0.0.1:5006", &format!("hb1 {}", backends[0]))
         .replace("hb2 127.0.0.1:5007", &format!("hb2 {}", backends[1]))
         .replace("/run/haproxy/hb-admin.sock", &stats.display().to_string());

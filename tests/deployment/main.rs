@@ -1,7 +1,8 @@
 //! Deployment tests (issue 10): the server's drain, the PROXY protocol and
 //! the per-address limit on their own, and behind a real HAProxy started
 //! from deploy/haproxy.cfg, with real hb-server and hb-client processes on
-//! 127.0.0.1 ports; the systemd unit checked by `systemd-analyze verify`.
+//! 127.0.0.1 ports; the systemd unit checked by `systemd-analyze verify`;
+//! TLS passed through HAProxy (deploy/haproxy-tls.cfg, issue 19).
 //! Tests needing a missing program print `SKIPPED: <test>: <program> not
 //! found`; CI (.ci/run) installs them. Unix only: HAProxy's stats socket
 //! is a Unix socket, and signals are sent with `kill`.
@@ -16,3 +17,4 @@ mod proxy;
 mod support;
 mod systemd;
 mod through_haproxy;
+mod through_haproxy_tls;

@@ -10,6 +10,7 @@ mod loadgen;
 use clap::{Args, Parser, Subcommand};
 use loadgen::{Common, churn, echo, idle, restart};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tcp_heartbeat::client::backoff::BackoffSettings;
@@ -41,6 +42,16 @@ struct Cli {
     /// Print one JSON line instead of the summary
     #[arg(long, global = true)]
     json: bool,
+
+    /// Connect with TLS, trusting the CAs in this PEM file (full handshakes:
+    /// no session resumption)
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
+    /// With --tls-ca: the name the server's certificate is checked against
+    /// [default: the host of --target]
+    #[arg(long, global = true, value_name = "NAME")]
+    tls_server_name: Option<String>,
 
     #[command(subcommand)]
     mode: Mode,
@@ -158,10 +169,22 @@ fn run(cli: &Cli) -> Result<bool, (u8, String)> {
     if let Err(e) = fdlimit::raise_nofile_limit() {
         eprintln!("hb-bench: cannot raise the open-file limit: {e}");
     }
+    let tls = match &cli.tls_ca {
+        Some(ca) => {
+            let host = tcp_heartbeat::tls::client::host_of(&cli.target);
+            let name = cli.tls_server_name.as_deref().unwrap_or(host);
+            Some(
+                loadgen::connect::Tls::new(ca, name)
+                    .map_err(|e| (EXIT_USAGE, format!("TLS: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let common = Common {
         target,
         threads: cli.threads,
         server_pid: cli.server_pid,
+        tls,
     };
     let failed = |e: std::io::Error| (EXIT_RUNTIME, e.to_string());
     let (ok, json, human) = match &cli.mode {

@@ -101,7 +101,7 @@ struct Outcome {
 }
 
 async fn run_async(common: &Common, config: &ChurnConfig) -> io::Result<ChurnReport> {
-    let connector = Arc::new(Connector::new(common.target));
+    let connector = Arc::new(Connector::new(common.target, common.tls.clone()));
     let before = common.server_pid.map(procstat::sample).transpose()?;
     let start = Instant::now();
     let done = Arc::new(AtomicU64::new(0));

@@ -6,6 +6,7 @@
 //! coordinated omission). Connections are all open before the clock starts,
 //! and stay open until the server has been sampled at the end.
 
+use super::connect::Stream;
 use super::connect::{self, Connector};
 use super::latency::{self, Latency};
 use super::{Common, procstat, progress, runtime};
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -135,11 +135,11 @@ struct Outcome {
     mismatched: bool,
     error: Option<io::Error>,
     /// Kept open until the server is sampled.
-    _stream: TcpStream,
+    _stream: Stream,
 }
 
 async fn run_async(common: &Common, config: &EchoConfig) -> io::Result<EchoReport> {
-    let connector = Arc::new(Connector::new(common.target));
+    let connector = Arc::new(Connector::new(common.target, common.tls.clone()));
     let bar = progress::counter(config.connections as u64, "connect");
     let (streams, failed_connects, connect_error) =
         connect::open_all(&connector, config.connections, &bar).await;
@@ -218,7 +218,7 @@ fn message(size: usize, i: usize) -> (Vec<u8>, Vec<u8>) {
 }
 
 async fn client(
-    mut stream: TcpStream,
+    mut stream: Stream,
     index: usize,
     config: EchoConfig,
     start: Instant,

@@ -10,6 +10,7 @@
 //! which is before the server read it, so "early" is never a false alarm;
 //! "late" includes one loopback trip and this process's wake-up.
 
+use super::connect::Stream;
 use super::connect::{self, Connector};
 use super::latency::{self, Latency};
 use super::{Common, procstat, progress, runtime};
@@ -20,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 const HEARTBEAT: &[u8] = b"HeartBeat\n";
@@ -168,7 +168,7 @@ enum End {
     /// Still open at the end of the run (kept open until the server is
     /// sampled).
     Held {
-        _stream: TcpStream,
+        _stream: Stream,
     },
     /// The server closed it; how long it had been silent by then, and when
     /// (after all were open).
@@ -192,7 +192,7 @@ pub fn run(common: &Common, config: &IdleConfig) -> io::Result<IdleReport> {
 
 async fn run_async(common: &Common, config: &IdleConfig) -> io::Result<IdleReport> {
     let rss_idle = common.server_pid.map(procstat::sample).transpose()?;
-    let connector = Arc::new(Connector::new(common.target));
+    let connector = Arc::new(Connector::new(common.target, common.tls.clone()));
     let bar = progress::counter(config.connections as u64, "connect");
     let (streams, failed_connects, connect_error) =
         connect::open_all(&connector, config.connections, &bar).await;
@@ -334,7 +334,7 @@ impl Schedule {
     }
 }
 
-async fn hold(mut stream: TcpStream, schedule: Schedule, closed: Arc<AtomicU64>) -> Outcome {
+async fn hold(mut stream: Stream, schedule: Schedule, closed: Arc<AtomicU64>) -> Outcome {
     let mut heartbeats = 0;
     let mut bad_replies = 0;
     let mut last_send = Instant::now();

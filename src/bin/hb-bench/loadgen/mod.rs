@@ -7,8 +7,8 @@
 //! client would spend the cores it is meant to measure.
 //!
 //! Map:
-//! - [`connect`]: opening connections, spread over loopback source addresses
-//!   when ports run short.
+//! - [`connect`]: opening connections, plain or TLS, spread over loopback
+//!   source addresses when ports run short.
 //! - [`echo`]: closed-loop or fixed-rate echo clients that verify every reply.
 //! - [`idle`]: connections that heartbeat, then fall silent, and when the
 //!   server closes them.
@@ -41,6 +41,8 @@ pub struct Common {
     /// The server's process id, to sample its memory and context switches
     /// (Linux only).
     pub server_pid: Option<u32>,
+    /// Connect with TLS (`--tls-ca`).
+    pub tls: Option<connect::Tls>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch, so reports of runs in

@@ -12,6 +12,7 @@
 //! the caller's part (scripts/restart-bench.sh): this mode says on stderr
 //! when it holds every connection.
 
+use super::connect::Stream;
 use super::connect::{self, Connector};
 use super::latency::{self, Latency};
 use super::{Common, progress, runtime};
@@ -23,7 +24,6 @@ use std::time::Duration;
 use tcp_heartbeat::client::backoff::{Backoff, BackoffSettings, Jitter, NoJitter};
 use tcp_heartbeat::config::display_duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// The window the busiest moment is counted in (the 100 ms).
@@ -155,12 +155,12 @@ struct Ride {
     failed_attempts: usize,
     back_at: Option<Instant>,
     /// Held until every ride has ended, so the server keeps them all.
-    _stream: Option<TcpStream>,
+    _stream: Option<Stream>,
     error: Option<io::Error>,
 }
 
 async fn run_async(common: &Common, config: &RestartConfig) -> io::Result<RestartReport> {
-    let connector = Arc::new(Connector::new(common.target));
+    let connector = Arc::new(Connector::new(common.target, common.tls.clone()));
     let bar = progress::counter(config.connections as u64, "connecting");
     let (streams, failed_connects, connect_error) =
         connect::open_all(&connector, config.connections, &bar).await;
@@ -199,7 +199,7 @@ async fn run_async(common: &Common, config: &RestartConfig) -> io::Result<Restar
 /// reconnects with `backoff` until back or `timeout` after the loss.
 async fn ride<J: Jitter>(
     connector: Arc<Connector>,
-    mut stream: TcpStream,
+    mut stream: Stream,
     mut backoff: Backoff<J>,
     wait_end: Instant,
     timeout: Duration,
@@ -256,7 +256,7 @@ async fn ride<J: Jitter>(
 }
 
 /// Connects and waits for the `OK` to a `HeartBeat`.
-async fn attempt_once(connector: &Connector) -> io::Result<TcpStream> {
+async fn attempt_once(connector: &Connector) -> io::Result<Stream> {
     let mut stream = connector.connect().await?;
     stream.write_all(b"HeartBeat\n").await?;
     let mut reply = [0u8; 3];
