@@ -14,6 +14,9 @@
 //! exponential backoff with full jitter (`client::reconnect`,
 //! `client::backoff`).
 //!
+//! With `--tls` (or any `--tls-*` flag) the connection is TLS; the
+//! handshake finishes before anything is sent (`tls::client`).
+//!
 //! Exit codes:
 //! - 0: stdin ended and the server closed the connection after sending every
 //!   reply (or stdout was closed by its reader); with `--reconnect`, also
@@ -21,10 +24,11 @@
 //! - 1: the server closed the connection while stdin was still open; the
 //!   connection was refused, timed out (`--connect-timeout`) or lost
 //!   (including TCP keepalive and user-timeout errors), or the address is
-//!   unusable (resolved only when connecting); stdin or stdout failed. With
-//!   `--reconnect`, only a malformed address, stdin, stdout, or the last of
+//!   unusable (resolved only when connecting); the TLS handshake failed;
+//!   stdin or stdout failed. With `--reconnect`, only a malformed address,
+//!   a refused certificate or TLS protocol, stdin, stdout, or the last of
 //!   `--reconnect-attempts` failed attempts when it failed this way.
-//! - 2: bad flags.
+//! - 2: bad flags, or TLS files that cannot be used.
 //! - 3: the server is unresponsive: `--heartbeat-retries` heartbeats went
 //!   unanswered, or it accepted no data for the whole give-up time (with
 //!   `--reconnect`: when the last allowed attempt failed this way).
