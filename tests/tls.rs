@@ -468,7 +468,7 @@ fn hb_client_reads_a_plain_text_refusal_in_place_of_a_handshake() {
     let mut second = tls_client(&server, &pki, &[]);
     assert_eq!(second.wait_exit(PATIENCE).code(), Some(1));
     assert!(
-        second.has_logged("refused in plain text: ERR server full"),
+        second.has_logged("refused by the server: server full"),
         "{:?}",
         second.logged
     );

@@ -107,6 +107,7 @@ fn worth_retrying(error: &ClientError) -> bool {
         ClientError::Connect { source, .. } => source.kind() != ErrorKind::InvalidInput,
         ClientError::Tls { source, .. } => source.is_transient(),
         ClientError::ServerClosed { .. }
+        | ClientError::Refused(_)
         | ClientError::ConnectionLost(_)
         | ClientError::Unresponsive { .. } => true,
         ClientError::Input(_) | ClientError::Output(_) | ClientError::Spawn(_) => false,

@@ -51,12 +51,20 @@ pub fn log_level(health_check: bool, usual: Level) -> Level {
     if health_check { Level::Debug } else { usual }
 }
 
+/// A connection that will not be served: why (`None` when the server closed
+/// it while its header or handshake was awaited), and the line to send it
+/// before the close ([`Connection::refuse`], which its caller does once it
+/// has counted the refusal, since the close lingers until the client has
+/// gone).
+pub struct Refusal {
+    pub reason: Option<RefuseReason>,
+    pub line: &'static [u8],
+}
+
 /// Reads the PROXY header when `--proxy-protocol` is on, takes a place in
 /// the client address's count, then runs the TLS handshake when TLS is on.
 /// Refuses the connection (and says why in the log, within `log`'s rate
-/// limit) when any fails: the error is the reason, or `None` when the
-/// server shut it down (shutdown, drain) while its header or handshake was
-/// awaited.
+/// limit) when any fails.
 ///
 /// The load balancer's own connections (a PROXY header without a client
 /// address, or naming the TCP peer itself: HAProxy's health checks) are
@@ -66,7 +74,7 @@ pub fn admit<'a>(
     conn: &Connection,
     checks: Checks<'a>,
     log: &ConnLog,
-) -> Result<Admitted<'a>, Option<RefuseReason>> {
+) -> Result<Admitted<'a>, Refusal> {
     let mut admitted_early = Vec::new();
     let mut health_check = false;
     if checks.proxy_protocol {
@@ -97,8 +105,10 @@ pub fn admit<'a>(
                         Some(reason)
                     }
                 };
-                conn.refuse(b"");
-                return Err(refused);
+                return Err(Refusal {
+                    reason: refused,
+                    line: b"",
+                });
             }
         }
     }
@@ -108,8 +118,10 @@ pub fn admit<'a>(
         if log.admit(Event::Refused(reason)) {
             log::warn!("conn {} from {client} refused: {reason}", conn.id);
         }
-        conn.refuse(TOO_MANY_FROM_ADDRESS);
-        return Err(Some(reason));
+        return Err(Refusal {
+            reason: Some(reason),
+            line: TOO_MANY_FROM_ADDRESS,
+        });
     };
     let mut session = None;
     let mut named = String::new();
@@ -145,18 +157,17 @@ pub fn admit<'a>(
     })
 }
 
-/// Closes a connection whose handshake failed, logging why. The reaper
-/// closing it (idle timeout) means the handshake did not finish in time: a
-/// refusal like any failed handshake. Shutdown and the drain closing it
-/// are not refusals.
+/// Refuses a connection whose handshake failed, logging why; nothing is
+/// sent (the client expects TLS). The reaper closing it (idle timeout)
+/// means the handshake did not finish in time: a refusal like any failed
+/// handshake. Shutdown and the drain closing it are not refusals.
 fn refuse_handshake(
     conn: &Connection,
     error: &crate::tls::HandshakeError,
     log: &ConnLog,
-) -> Option<RefuseReason> {
-    conn.refuse(b"");
+) -> Refusal {
     let client = conn.client_addr();
-    match conn.closed_by() {
+    let reason = match conn.closed_by() {
         Some(reason) if reason != CloseReason::IdleTimeout => {
             if log.admit(Event::Closed(reason)) {
                 log::info!("conn {} from {client} closed: {reason}", conn.id);
@@ -174,5 +185,6 @@ fn refuse_handshake(
             }
             Some(reason)
         }
-    }
+    };
+    Refusal { reason, line: b"" }
 }

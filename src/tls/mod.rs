@@ -135,7 +135,7 @@ pub enum HandshakeError {
     NotValidFor(String),
     /// The peer answered in plain text with an `ERR` line (hb-server's
     /// refusals before the handshake: server full, too many connections
-    /// from an address): the line, escaped.
+    /// from an address): its reason, the words after `ERR `, escaped.
     RefusedInPlainText(String),
     /// Reading or writing the socket failed.
     Io(io::Error),
@@ -151,7 +151,7 @@ impl fmt::Display for HandshakeError {
                 f,
                 "certificate not valid for {name:?} (--tls-server-name sets the name checked)"
             ),
-            Self::RefusedInPlainText(line) => write!(f, "refused in plain text: {line}"),
+            Self::RefusedInPlainText(reason) => write!(f, "refused in plain text: {reason}"),
             Self::Io(e) => write!(f, "{e}"),
         }
     }
@@ -275,11 +275,10 @@ impl FirstBytes<'_> {
     /// `error`, or the refusal it stands for when the peer's first bytes
     /// were an `ERR` line.
     fn explain(&self, error: HandshakeError) -> HandshakeError {
-        let first = &self.first[..self.len];
-        if !first.starts_with(b"ERR ") {
+        let Some(reason) = self.first[..self.len].strip_prefix(b"ERR ") else {
             return error;
-        }
-        let line = first.split(|&b| b == b'\n').next().unwrap_or_default();
+        };
+        let line = reason.split(|&b| b == b'\n').next().unwrap_or_default();
         HandshakeError::RefusedInPlainText(line.trim_ascii().escape_ascii().to_string())
     }
 }
