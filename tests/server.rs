@@ -314,6 +314,7 @@ fn refusing_server(per_ip: bool) -> (tcp_heartbeat::server::Server, Vec<TcpStrea
         compat: tcp_heartbeat::server::compat::Compat::None,
         proxy_protocol: false,
         max_connections_per_ip: usize::from(per_ip),
+        tls: None,
     };
     let server = tcp_heartbeat::server::Server::start(listener, config).expect("start server");
     let mut held = connect(server.local_addr());
