@@ -128,6 +128,80 @@ fn openssl_s_client_gets_echo_and_heartbeat_replies() {
     let _ = s_client.wait();
 }
 
+/// An RSA-4096 key's handshake (a TLS 1.3 PSS signature) with a client
+/// certificate goes deeper on the connection thread's stack than ECDSA: in
+/// a debug build it overflowed the plain connection's 64 KiB stack and
+/// aborted the server.
+#[test]
+fn an_rsa_4096_handshake_with_a_client_certificate_fits_the_connection_stack() {
+    let test = "an_rsa_4096_handshake_with_a_client_certificate_fits_the_connection_stack";
+    let Some(openssl) = require(test, "openssl") else {
+        return;
+    };
+    let pki = Pki::new("rsa CA");
+    let (cert, key) = (pki.dir.join("rsa.pem"), pki.dir.join("rsa.key"));
+    let made = Command::new(&openssl)
+        .args([
+            "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl req");
+    assert!(made.status.success(), "{made:?}");
+    let ca = arg_path(&pki.ca);
+    let (cert_arg, key_arg) = (arg_path(&cert), arg_path(&key));
+    let server = ServerProcess::start(&[
+        "--tls-cert",
+        &cert_arg,
+        "--tls-key",
+        &key_arg,
+        "--tls-client-ca",
+        &ca,
+    ]);
+    for version in ["-tls1_3", "-tls1_2"] {
+        let output = Command::new(&openssl)
+            .args(["s_client", "-quiet", "-verify_return_error", version])
+            .args([
+                "-connect",
+                &server.addr.to_string(),
+                "-servername",
+                "localhost",
+            ])
+            .arg("-CAfile")
+            .arg(&cert)
+            .arg("-cert")
+            .arg(&pki.client_cert)
+            .arg("-key")
+            .arg(&pki.client_key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run openssl s_client");
+        let mut s_client = output;
+        s_client.stdin.take().unwrap().write_all(b"rsa\n").unwrap();
+        let replies = lines_of(s_client.stdout.take().unwrap());
+        let line = replies.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            panic!(
+                "{version}: no reply; server log: {:?}",
+                server.log.try_iter().collect::<Vec<_>>()
+            )
+        });
+        assert_eq!(line, "RSA", "{version}");
+        let _ = s_client.kill();
+        let _ = s_client.wait();
+    }
+}
+
 #[test]
 fn plain_tcp_and_silent_clients_are_refused_at_the_handshake_deadline_and_counted() {
     let pki = Pki::new("refusal CA");

@@ -74,6 +74,15 @@ use timeout_queue::Tracked;
 /// small reservation keeps 10,000 threads' address space modest.
 const CONN_STACK_SIZE: usize = 64 * 1024;
 
+/// Stack size of a connection thread with TLS: the handshake's signing and
+/// verifying go deeper than the read loop. Measured with `openssl s_client`
+/// and a client certificate: a handshake with an RSA-4096 server key
+/// needed between 24 and 32 KiB in a release build and between 64 and
+/// 80 KiB in a debug build, where 64 KiB overflowed and aborted the
+/// server. A reservation, like [`CONN_STACK_SIZE`]: only the pages the
+/// handshake touched count towards RSS (docs/benchmarks.md).
+const TLS_CONN_STACK_SIZE: usize = 256 * 1024;
+
 /// How long shutdown lets connection threads finish the reply they are
 /// writing before aborting them, keeping shutdown well under a second.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
@@ -434,7 +443,10 @@ fn admit(
     let done = done.clone();
     let spawned = thread::Builder::new()
         .name(format!("hb-conn-{id}"))
-        .stack_size(CONN_STACK_SIZE)
+        .stack_size(match shared.config.tls {
+            Some(_) => TLS_CONN_STACK_SIZE,
+            None => CONN_STACK_SIZE,
+        })
         .spawn(move || connection_thread(&thread_shared, &thread_conn, done));
     match spawned {
         Ok(_detached) => {
