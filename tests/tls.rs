@@ -453,6 +453,17 @@ fn tls_client(server: &ServerProcess, pki: &Pki, extra: &[&str]) -> ClientProces
     ClientProcess::start(server.addr, &args)
 }
 
+/// Waits for `client` to exit 1 having logged `needle`.
+fn assert_fails_with(client: &mut ClientProcess, needle: &str) {
+    let status = client.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(1), "{:?}", client.logged);
+    assert!(
+        client.has_logged(needle),
+        "no {needle:?} in {:?}",
+        client.logged
+    );
+}
+
 #[test]
 fn hb_client_echoes_and_its_heartbeats_keep_a_tls_connection_past_the_idle_timeout() {
     let pki = Pki::new("hb-client CA");
@@ -498,12 +509,7 @@ fn hb_client_refuses_an_unverifiable_server_and_sends_it_nothing() {
     assert_eq!(page["hb_connections_accepted_total"], 0.0);
     // The wrong name: a certificate for localhost, checked against another.
     let mut client = tls_client(&server, &pki, &["--tls-server-name", "example.com"]);
-    assert_eq!(client.wait_exit(PATIENCE).code(), Some(1));
-    assert!(
-        client.has_logged("certificate not valid for \"example.com\""),
-        "{:?}",
-        client.logged
-    );
+    assert_fails_with(&mut client, "certificate not valid for \"example.com\"");
 }
 
 #[test]
@@ -523,12 +529,7 @@ fn hb_client_presents_its_certificate_and_is_named() {
     // Without one, the server refuses it and the client says so.
     let mut anonymous = tls_client(&server, &pki, &[]);
     anonymous.send(b"anonymous\n");
-    assert_eq!(anonymous.wait_exit(PATIENCE).code(), Some(1));
-    assert!(
-        anonymous.has_logged("CertificateRequired"),
-        "{:?}",
-        anonymous.logged
-    );
+    assert_fails_with(&mut anonymous, "CertificateRequired");
     server.wait_log("refused: TLS handshake failed: no client certificate presented");
 }
 
@@ -540,12 +541,7 @@ fn hb_client_reads_a_plain_text_refusal_in_place_of_a_handshake() {
     first.send(b"first\n");
     first.wait_output(b"FIRST\n");
     let mut second = tls_client(&server, &pki, &[]);
-    assert_eq!(second.wait_exit(PATIENCE).code(), Some(1));
-    assert!(
-        second.has_logged("refused by the server: server full"),
-        "{:?}",
-        second.logged
-    );
+    assert_fails_with(&mut second, "refused by the server: server full");
 }
 
 #[test]
@@ -575,6 +571,5 @@ fn hb_client_with_tls_against_a_plain_server_fails_the_handshake() {
     let server = ServerProcess::start(&[]);
     let pki = Pki::new("plain CA");
     let mut client = tls_client(&server, &pki, &[]);
-    assert_eq!(client.wait_exit(PATIENCE).code(), Some(1));
-    assert!(client.has_logged("not a TLS peer"), "{:?}", client.logged);
+    assert_fails_with(&mut client, "not a TLS peer");
 }
