@@ -429,6 +429,30 @@ fn shutdown_closes_tls_connections_with_close_notify() {
 }
 
 #[test]
+fn a_drain_closes_tls_connections_one_by_one_with_close_notify() {
+    let pki = Pki::new("drain CA");
+    let mut server = tls_server(&pki, &["--drain", "1s"]);
+    let config = client_config(&pki.ca, None);
+    let mut clients: Vec<_> = (0..3)
+        .map(|i| {
+            let mut c = tls_connect(server.addr, &config);
+            let line = format!("drain {i}\n");
+            tls_round_trip(&mut c, line.as_bytes(), line.to_uppercase().as_bytes());
+            c
+        })
+        .collect();
+    server.signal("TERM");
+    server.wait_log("draining 3 connections over 1s");
+    for c in &mut clients {
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest)
+            .expect("a clean end: close_notify, then EOF");
+        assert_eq!(rest, b"");
+    }
+    assert!(server.wait_exit(PATIENCE).success());
+}
+
+#[test]
 fn a_half_closed_tls_client_gets_every_reply() {
     let pki = Pki::new("half-close CA");
     let server = tls_server(&pki, &[]);
@@ -572,4 +596,58 @@ fn hb_client_with_tls_against_a_plain_server_fails_the_handshake() {
     let pki = Pki::new("plain CA");
     let mut client = tls_client(&server, &pki, &[]);
     assert_fails_with(&mut client, "not a TLS peer");
+}
+
+#[test]
+fn hb_client_gives_up_on_a_frozen_tls_server_within_its_bound() {
+    // heartbeat-idle + retries x interval, and 1 s of tolerance, as in
+    // tests/portable.rs: heartbeats go out while the reader is blocked.
+    const GIVE_UP: Duration = Duration::from_secs(1 + 3);
+    const BOUND: Duration = Duration::from_secs(1 + 3 + 1);
+    let pki = Pki::new("frozen CA");
+    let server = tls_server(&pki, &[]);
+    let flags = [
+        "--heartbeat-idle",
+        "1s",
+        "--heartbeat-interval",
+        "1s",
+        "--heartbeat-retries",
+        "3",
+    ];
+    let mut client = tls_client(&server, &pki, &flags);
+    client.send(b"hi\n");
+    client.wait_output(b"HI\n");
+    let answered = Instant::now();
+    server.signal("STOP");
+    let status = client.wait_exit(BOUND);
+    let took = answered.elapsed();
+    server.signal("CONT");
+    assert_eq!(status.code(), Some(3), "{:?}", client.logged);
+    assert!(took >= GIVE_UP, "gave up early, after {took:?}");
+    assert!(
+        client.has_logged("server unresponsive"),
+        "{:?}",
+        client.logged
+    );
+}
+
+#[test]
+fn the_connect_timeout_bounds_a_handshake_the_server_never_answers() {
+    let timeout = Duration::from_millis(500);
+    // A listener that never accepts: the kernel completes the TCP
+    // handshake, and the ClientHello waits in its queue unanswered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let pki = Pki::new("silent CA");
+    let start = Instant::now();
+    let mut client = ClientProcess::start(
+        silent.local_addr().unwrap(),
+        &["--tls-ca", &arg_path(&pki.ca), "--connect-timeout", "500ms"],
+    );
+    assert_fails_with(&mut client, "failed: timed out");
+    let took = start.elapsed();
+    assert!(took >= timeout, "gave up early, after {took:?}");
+    assert!(
+        took <= timeout + PATIENCE / 2,
+        "gave up late, after {took:?}"
+    );
 }
