@@ -651,3 +651,25 @@ fn the_connect_timeout_bounds_a_handshake_the_server_never_answers() {
         "gave up late, after {took:?}"
     );
 }
+
+#[test]
+fn hb_client_tls_trusts_the_systems_roots() {
+    let pki = Pki::new("system CA");
+    let server = tls_server(&pki, &[]);
+    // rustls-native-certs reads SSL_CERT_FILE in place of the system's store
+    // when it is set, as OpenSSL does: the CA stands in for the OS's roots.
+    let mut client = Command::new(env!("CARGO_BIN_EXE_hb-client"))
+        .args(["--connect", &server.addr.to_string(), "--tls"])
+        .env("SSL_CERT_FILE", &pki.ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hb-client");
+    client.stdin.take().unwrap().write_all(b"system\n").unwrap();
+    let output = client.wait_with_output().expect("hb-client's output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(output.stdout, b"SYSTEM\n");
+    assert!(stderr.contains("signed by the system's root CAs"), "{stderr}");
+}

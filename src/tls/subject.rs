@@ -27,7 +27,7 @@ const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 const MAX_NAME: usize = 64;
 
 /// The subject's common name in a DER certificate, escaped for a log line
-/// (control characters as `\u{..}`, at most [`MAX_NAME`] characters); the
+/// (control characters as `\u{..}`, at most 64 characters); the
 /// last CN when there are several (the most specific, by convention).
 /// `None` when the subject has no CN or the DER cannot be walked.
 pub fn common_name(certificate: &[u8]) -> Option<String> {
