@@ -671,5 +671,8 @@ fn hb_client_tls_trusts_the_systems_roots() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert_eq!(output.stdout, b"SYSTEM\n");
-    assert!(stderr.contains("signed by the system's root CAs"), "{stderr}");
+    assert!(
+        stderr.contains("signed by the system's root CAs"),
+        "{stderr}"
+    );
 }
