@@ -8,6 +8,7 @@
 //! and calling `shutdown` on the socket, which wakes the thread's blocking
 //! read or write.
 
+use super::address;
 use super::compat::Compat;
 use super::proxy_header::{self, HeaderError, Source};
 use super::reaper::ConnId;
@@ -20,7 +21,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bytes read per `read` call at most. The reply buffer grows to this plus
 /// a few bytes, so a connection's buffers stay this size however long its
@@ -124,8 +125,11 @@ pub enum RefuseReason {
     Busy,
     /// Its address already holds `--max-connections-per-ip` connections.
     PerIp,
-    /// `--proxy-protocol` is on and its PROXY header is missing, malformed
-    /// or late.
+    /// It came from where a PROXY header is expected (`--proxy-protocol`,
+    /// `--proxy-protocol-from`) and its header was missing, malformed,
+    /// longer than 4 KiB or late, or the server closed it (the reaper, a
+    /// drain, shutdown) before the header arrived: a connection is admitted
+    /// only once its address is known.
     ProxyHeader,
 }
 
@@ -175,13 +179,14 @@ pub struct Traffic {
 #[derive(Debug)]
 pub struct Connection {
     pub id: ConnId,
-    /// The TCP peer: the client, or the load balancer in front of it.
+    /// The TCP peer: the client, or the load balancer in front of it. An
+    /// IPv4-mapped address is stored as IPv4 (see [`super::address`]).
     pub peer: SocketAddr,
     /// When the connection was admitted, for `hb_connection_duration_seconds`.
     pub started: Instant,
-    /// The client's address from its PROXY header, set once by the
-    /// connection's thread before it serves; read by whoever logs.
-    source: OnceLock<SocketAddr>,
+    /// What its PROXY header said, set once by the connection's thread
+    /// before it serves; read by whoever logs.
+    header: OnceLock<Source>,
     stream: TcpStream,
     activity: Activity,
     pub traffic: Traffic,
@@ -192,21 +197,29 @@ pub struct Connection {
     /// 0 until the reaper or shutdown closes the connection; then the
     /// [`CloseReason`] code, set once. Read by the connection's thread when
     /// its I/O ends, to tell a close from outside from one by the peer.
+    /// Release/Acquire, so that [`reaped_late_by`](Self::reaped_late_by),
+    /// written before it, is seen by whoever sees the reason.
     closed_by: AtomicU8,
+    /// Nanoseconds from the connection's idle deadline to the reaper's
+    /// close, written by the reaper just before it sets `closed_by`; read
+    /// when the idle close is recorded, so the lateness histogram counts
+    /// exactly the `idle_timeout` closes.
+    reaped_late_by: AtomicU64,
 }
 
 impl Connection {
     pub fn new(id: ConnId, peer: SocketAddr, stream: TcpStream, now: Instant) -> Self {
         Self {
             id,
-            peer,
+            peer: address::canonical_socket(peer),
             started: now,
-            source: OnceLock::new(),
+            header: OnceLock::new(),
             stream,
             activity: Activity::new(now),
             traffic: Traffic::default(),
             folded: Mutex::new(TrafficTotals::default()),
             closed_by: AtomicU8::new(0),
+            reaped_late_by: AtomicU64::new(0),
         }
     }
 
@@ -217,36 +230,71 @@ impl Connection {
     pub fn close(&self, reason: CloseReason, how: Shutdown) {
         let _ =
             self.closed_by
-                .compare_exchange(0, reason.code(), Ordering::Relaxed, Ordering::Relaxed);
+                .compare_exchange(0, reason.code(), Ordering::Release, Ordering::Relaxed);
         // Fails only if the socket is already shut down or reset: nothing left
         // to wake.
         let _ = wake::shutdown_and_wake(&self.stream, how);
     }
 
+    /// The reaper's close of an idle connection, `late_by` after its
+    /// deadline.
+    pub fn reap(&self, late_by: Duration) {
+        let nanos = u64::try_from(late_by.as_nanos()).unwrap_or(u64::MAX);
+        self.reaped_late_by.store(nanos, Ordering::Relaxed);
+        self.close(CloseReason::IdleTimeout, Shutdown::Both);
+    }
+
+    /// How late the reaper closed it; meaningful once
+    /// [`closed_by`](Self::closed_by) says `idle_timeout`.
+    pub fn reaped_late_by(&self) -> Duration {
+        Duration::from_nanos(self.reaped_late_by.load(Ordering::Relaxed))
+    }
+
     /// The client's address: the PROXY header's source once read, else the
     /// TCP peer.
     pub fn client_addr(&self) -> SocketAddr {
-        self.source.get().copied().unwrap_or(self.peer)
+        match self.header.get() {
+            Some(Source::Client(addr)) => *addr,
+            _ => self.peer,
+        }
+    }
+
+    /// Whether this is a load balancer's own connection, a health check: a
+    /// PROXY header without a client address (HAProxy's v2 LOCAL), or with
+    /// v1 naming the TCP peer itself. Its lines log at debug level.
+    pub fn is_health_check(&self) -> bool {
+        match self.header.get() {
+            Some(Source::Local) => true,
+            Some(Source::Client(addr)) => *addr == self.peer,
+            None => false,
+        }
     }
 
     /// Reads the PROXY protocol header, within
-    /// [`proxy_header::HEADER_TIMEOUT`]. Returns whose address it carried
-    /// (a client's becomes [`client_addr`](Self::client_addr)) and the bytes
-    /// that followed it, the client's first data.
-    pub fn read_proxy_header(&self) -> Result<(Source, Vec<u8>), HeaderError> {
+    /// [`proxy_header::HEADER_TIMEOUT`]. Records whose address it carried
+    /// (a client's becomes [`client_addr`](Self::client_addr)) and returns
+    /// the bytes that followed it, the client's first data.
+    pub fn read_proxy_header(&self) -> Result<Vec<u8>, HeaderError> {
         let deadline = Instant::now() + proxy_header::HEADER_TIMEOUT;
         let (source, early) = proxy_header::read(&self.stream, deadline)?;
-        if let Source::Client(addr) = source {
-            let _ = self.source.set(addr);
-        }
-        Ok((source, early))
+        let source = match source {
+            Source::Client(addr) => Source::Client(address::canonical_socket(addr)),
+            Source::Local => Source::Local,
+        };
+        let _ = self.header.set(source);
+        Ok(early)
     }
 
     /// Why the connection was closed from outside (reaper, shutdown, drain),
     /// if it was.
     pub fn closed_by(&self) -> Option<CloseReason> {
-        let code = self.closed_by.load(Ordering::Relaxed);
+        let code = self.closed_by.load(Ordering::Acquire);
         CloseReason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// The socket, for setting its options before it is served.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
     }
 
     /// Sends `reason` to a connection that will not be served, and closes it.
@@ -267,10 +315,12 @@ impl Connection {
     }
 
     /// The counts of [`traffic`](Self::traffic) not yet folded into the
-    /// server's totals; marks them folded.
+    /// server's totals; marks them folded. The counts are read under the
+    /// lock: read before it, a fold racing another (a scrape and the close)
+    /// could write back an older snapshot and count bytes twice.
     pub fn unfolded_traffic(&self) -> TrafficTotals {
-        let now = TrafficTotals::read(&self.traffic);
         let mut folded = self.folded.lock();
+        let now = TrafficTotals::read(&self.traffic);
         let delta = now.minus(&folded);
         *folded = now;
         delta

@@ -25,6 +25,10 @@
 //!   by read, on top of the line protocol.
 //! - [`admission`]: what a connection passes before it is served: the PROXY
 //!   header, the per-address limit.
+//! - [`outcome`]: the one place a connection's outcome (admitted, refused,
+//!   closed) is counted and logged.
+//! - [`address`]: addresses as subscribers (mapped IPv4, IPv6 prefixes) and
+//!   the networks whose PROXY headers are believed.
 //! - [`drain`]: the schedule that spreads a drain's closes evenly.
 //! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
 //! - [`per_ip`]: the per-address connection limit.
@@ -35,6 +39,7 @@
 //!   `hb-log` thread that reports what it left out.
 
 pub mod accept;
+pub mod address;
 pub mod admission;
 pub mod compat;
 pub mod conn_log;
@@ -42,22 +47,24 @@ pub mod connection;
 pub mod drain;
 pub mod metrics;
 pub mod metrics_http;
+pub mod outcome;
 pub mod per_ip;
 pub mod proxy_header;
 pub mod reaper;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
-use admission::Admitted;
-use conn_log::{ConnLog, Event, Reporter};
+use address::TrustedProxies;
+use conn_log::{ConnLog, Reporter};
 use connection::{CloseReason, Connection, RefuseReason};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
-use log::Level;
+use ipnet::IpNet;
 use metrics::{Metrics, Settings};
+use outcome::{Outcome, Outcomes};
 use per_ip::AddressLimits;
 use reaper::{ConnId, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,10 +94,25 @@ pub struct ServerConfig {
     pub socket_options: SocketOptions,
     /// Framings accepted besides lines (`--compat`).
     pub compat: compat::Compat,
-    /// Every connection must begin with a PROXY protocol header.
+    /// Every connection must begin with a PROXY protocol header
+    /// (`--proxy-protocol`), unless `proxy_protocol_from` names who must.
     pub proxy_protocol: bool,
+    /// Connections from these networks must begin with a PROXY header and
+    /// only theirs is believed; others are direct clients
+    /// (`--proxy-protocol-from`). Empty: `proxy_protocol` decides.
+    pub proxy_protocol_from: Vec<IpNet>,
     /// Connections one client address may hold; 0 is no limit.
     pub max_connections_per_ip: usize,
+    /// The IPv6 prefix length the per-address limit counts a client by
+    /// (`--max-connections-per-ip-v6-prefix`; [`address::DEFAULT_V6_PREFIX`]).
+    pub max_connections_per_ip_v6_prefix: u8,
+}
+
+impl ServerConfig {
+    /// Who must send a PROXY header, and is believed.
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(self.proxy_protocol, self.proxy_protocol_from.clone())
+    }
 }
 
 /// Counts over the server's lifetime, reported at exit.
@@ -114,14 +136,18 @@ pub struct Stats {
 /// State shared by the acceptor, the reaper and every connection thread.
 struct Shared {
     config: ServerConfig,
+    /// From `config`, built once.
+    trusted: TrustedProxies,
     registry: Registry<Arc<Connection>>,
     per_ip: AddressLimits,
-    /// Incremented only by the acceptor (so check-then-admit is race free),
-    /// decremented by each connection thread as it ends.
+    /// Connection threads running (admitted or awaiting admission): the
+    /// count `--max-connections` limits. Incremented only by the acceptor
+    /// (so check-then-admit is race free), decremented by each connection
+    /// thread as it ends.
     open: AtomicUsize,
-    /// Every count of the server, also for the exit summary.
-    metrics: Metrics,
-    conn_log: ConnLog,
+    /// Every count of the server (also for the exit summary) and the
+    /// connection log, fed only by [`Outcomes::record`].
+    outcomes: Outcomes,
 }
 
 /// A running server. Dropping it shuts it down too.
@@ -163,16 +189,20 @@ impl Server {
     pub fn start(listener: TcpListener, config: ServerConfig) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
         let (conn_log, log_reporter) = ConnLog::start()?;
+        let metrics = Metrics::new(Settings {
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
+        });
         let shared = Arc::new(Shared {
             registry: Registry::new(config.idle_timeout),
-            metrics: Metrics::new(Settings {
-                idle_timeout: config.idle_timeout,
-                max_connections: config.max_connections,
-            }),
-            per_ip: AddressLimits::new(config.max_connections_per_ip),
+            outcomes: Outcomes::new(metrics, conn_log),
+            per_ip: AddressLimits::new(
+                config.max_connections_per_ip,
+                config.max_connections_per_ip_v6_prefix,
+            ),
+            trusted: config.trusted_proxies(),
             config,
             open: AtomicUsize::new(0),
-            conn_log,
         });
         let reaper = match shared.config.idle_timeout {
             Some(_) => Some(spawn_reaper(shared.clone())?),
@@ -290,7 +320,7 @@ impl Server {
         if let Some(reporter) = self.log_reporter.take() {
             reporter.stop();
         }
-        self.shared.conn_log.flush();
+        self.shared.outcomes.log().flush();
     }
 
     fn close_connections(&self) {
@@ -323,22 +353,24 @@ struct MetricsEndpoint {
 impl Shared {
     fn summary(&self) -> Summary {
         self.fold_live_traffic();
+        let metrics = self.outcomes.metrics();
         Summary {
-            served: self.metrics.accepted_total(),
-            reaped: self.metrics.closed_total(CloseReason::IdleTimeout),
-            heartbeats: self.metrics.heartbeats_total(),
+            served: metrics.accepted_total(),
+            reaped: metrics.closed_total(CloseReason::IdleTimeout),
+            heartbeats: metrics.heartbeats_total(),
         }
     }
 
     /// Adds the open connections' own counts to the totals.
     fn fold_live_traffic(&self) {
-        self.registry.for_each(|conn| self.metrics.fold(conn));
+        let metrics = self.outcomes.metrics();
+        self.registry.for_each(|conn| metrics.fold(conn));
     }
 
     /// The metrics page, with every connection's traffic so far.
     fn scrape(&self) -> Vec<u8> {
         self.fold_live_traffic();
-        self.metrics.render(self.open.load(Ordering::Relaxed))
+        self.outcomes.metrics().render()
     }
 }
 
@@ -349,11 +381,9 @@ fn spawn_reaper(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
             let timeout = shared.config.idle_timeout.unwrap_or_default();
             shared.registry.run_reaper(Instant::now, |conn| {
                 let deadline = conn.last_activity() + timeout;
-                let late = Instant::now().saturating_duration_since(deadline);
-                // Counted before the close, so that the connection's end (which
-                // a scrape may see at once) never shows without its lateness.
-                shared.metrics.reaped_late_by(late);
-                conn.close(CloseReason::IdleTimeout, Shutdown::Both);
+                // Observed when the close is recorded (super::outcome), so
+                // the histogram counts exactly the idle_timeout closes.
+                conn.reap(Instant::now().saturating_duration_since(deadline));
             })
         })
 }
@@ -395,19 +425,15 @@ fn accept_loop(
 
 /// Starts a thread for a new connection, or refuses it with a reason.
 fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, done: &Sender<()>) {
+    let now = Instant::now();
+    let conn = Arc::new(Connection::new(id, peer, stream, now));
     if shared.open.load(Ordering::Relaxed) >= shared.config.max_connections {
-        shared.metrics.refused(RefuseReason::Full);
-        if shared.conn_log.admit(Event::Refused(RefuseReason::Full)) {
-            log::warn!("conn {id} from {peer} refused: server full");
-        }
-        refuse(stream, SERVER_FULL);
+        refuse(shared, &conn, RefuseReason::Full, None, SERVER_FULL);
         return;
     }
     // What the OS refuses is skipped and warned about once per process.
-    sockopt::set_nodelay(&stream);
-    sockopt::apply(&stream, &shared.config.socket_options);
-    let now = Instant::now();
-    let conn = Arc::new(Connection::new(id, peer, stream, now));
+    sockopt::set_nodelay(conn.stream());
+    sockopt::apply(conn.stream(), &shared.config.socket_options);
     shared.open.fetch_add(1, Ordering::Relaxed);
     shared.registry.insert(id, conn.clone(), now);
     let thread_shared = shared.clone();
@@ -423,21 +449,27 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
             // a handle per connection would have to be collected as each ends.
         }
         Err(e) => {
-            shared.metrics.refused(RefuseReason::Busy);
-            if shared.conn_log.admit(Event::Refused(RefuseReason::Busy)) {
-                log::error!("conn {id} from {peer} refused: cannot start a thread: {e}");
-            }
             shared.registry.remove(id);
             shared.open.fetch_sub(1, Ordering::Relaxed);
-            conn.refuse(SERVER_BUSY);
+            refuse(shared, &conn, RefuseReason::Busy, Some(&e), SERVER_BUSY);
         }
     }
 }
 
-/// Tells a refused client why, without blocking the accept loop on it.
-fn refuse(mut stream: TcpStream, reason: &[u8]) {
-    // A fresh socket's send buffer takes a short line without blocking.
-    let _ = stream.write_all(reason);
+/// Records a refusal, then tells the client why and closes. Called by the
+/// accept loop for a fresh socket, whose send buffer takes a short line
+/// without blocking, and by a connection's own thread.
+fn refuse(
+    shared: &Shared,
+    conn: &Connection,
+    reason: RefuseReason,
+    detail: Option<&dyn std::fmt::Display>,
+    reply: &[u8],
+) {
+    shared
+        .outcomes
+        .record(conn, Outcome::Refused { reason, detail });
+    conn.refuse(reply);
 }
 
 fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
@@ -445,52 +477,26 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
-    let admitted = admission::admit(
-        conn,
-        shared.config.proxy_protocol,
-        &shared.per_ip,
-        &shared.conn_log,
-    );
-    let Admitted {
-        early,
-        health_check,
-        address,
-    } = match admitted {
+    let admitted = match admission::admit(conn, &shared.trusted, &shared.per_ip) {
         Ok(admitted) => admitted,
-        Err(refused) => {
-            if let Some(reason) = refused {
-                shared.metrics.refused(reason);
-            }
+        Err(refusal) => {
+            let detail = refusal.detail.as_ref().map(|d| d as &dyn std::fmt::Display);
+            refuse(shared, conn, refusal.reason, detail, &refusal.reply);
             return;
         }
     };
-    // Counted here, not by the acceptor after the spawn: before the first
-    // reply, so a scrape after it counts the connection.
-    shared.metrics.admitted();
-    let served = conn.serve(shared.config.compat, &early);
+    // Recorded before the first reply, so a scrape after it counts the
+    // connection.
+    shared.outcomes.record(conn, Outcome::Admitted);
+    let served = conn.serve(shared.config.compat, &admitted.early);
     // The address's slot goes back before the close is logged, so that
     // whoever sees the line may connect again from that address.
-    drop(address);
+    drop(admitted.address);
     let reason = conn.close_reason(&served);
-    shared.metrics.closed(conn, reason);
-    // A load balancer's health checks log at debug level, outside the limit.
-    if !health_check && !shared.conn_log.admit(Event::Closed(reason)) {
-        return;
-    }
-    let client = conn.client_addr();
-    let level = |usual| admission::log_level(health_check, usual);
-    match served {
-        Err(error) if matches!(reason, CloseReason::TimedOut | CloseReason::IoError) => log::log!(
-            level(Level::Warn),
-            "conn {} from {client} closed: {reason} ({error})",
-            conn.id
-        ),
-        _ => log::log!(
-            level(Level::Info),
-            "conn {} from {client} closed: {reason}",
-            conn.id
-        ),
-    }
+    let error = served.as_ref().err();
+    shared
+        .outcomes
+        .record(conn, Outcome::Closed { reason, error });
 }
 
 /// A connection's place in the registry and the open count, given back when
