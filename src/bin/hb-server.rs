@@ -7,12 +7,12 @@ mod common;
 
 use clap::Parser;
 use common::{EXIT_USAGE, LogArgs, parse_args, signal_channel};
+use ipnet::IpNet;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 use tcp_heartbeat::config::{self, KeepaliveArgs};
-use ipnet::IpNet;
 use tcp_heartbeat::server::address::TrustedProxies;
 use tcp_heartbeat::server::compat::Compat;
 use tcp_heartbeat::server::{self, Server, ServerConfig};
@@ -157,10 +157,11 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
     let _ = shutdown.recv();
     let summary = server.drain(args.drain);
     log::info!(
-        "shut down: {} connections served, {} reaped for idleness, {} heartbeats answered",
+        "shut down: {} connections served, {} reaped for idleness, {} heartbeats answered; {} refused",
         summary.served,
         summary.reaped,
-        summary.heartbeats
+        summary.heartbeats,
+        summary.refused
     );
     Ok(())
 }

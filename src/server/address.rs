@@ -123,7 +123,7 @@ impl fmt::Display for TrustedProxies {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::None => f.write_str("no PROXY protocol"),
-            Self::Everyone => f.write_str("PROXY protocol required from every connection"),
+            Self::Everyone => f.write_str("PROXY protocol required"),
             Self::From(networks) => {
                 f.write_str("PROXY protocol required from ")?;
                 for (i, net) in networks.iter().enumerate() {
@@ -179,7 +179,10 @@ mod tests {
             Subscriber::of(ip("::ffff:192.0.2.9"), 64),
             Subscriber::of(ip("192.0.2.9"), 64)
         );
-        assert_eq!(Subscriber::of(ip("::ffff:192.0.2.9"), 64).to_string(), "192.0.2.9");
+        assert_eq!(
+            Subscriber::of(ip("::ffff:192.0.2.9"), 64).to_string(),
+            "192.0.2.9"
+        );
     }
 
     #[test]
@@ -194,13 +197,22 @@ mod tests {
         let single = Subscriber::of(ip("2001:db8:1:2::5"), 128);
         assert_eq!(single.to_string(), "2001:db8:1:2::5");
         assert!(!single.is_network());
-        assert_eq!(Subscriber::of(ip("2001:db8:1:2::5"), 48).to_string(), "2001:db8:1::/48");
-        assert_eq!(Subscriber::of(ip("2001:db8:1:2::5"), 7).to_string(), "2001:db8:1::/48");
+        assert_eq!(
+            Subscriber::of(ip("2001:db8:1:2::5"), 48).to_string(),
+            "2001:db8:1::/48"
+        );
+        assert_eq!(
+            Subscriber::of(ip("2001:db8:1:2::5"), 7).to_string(),
+            "2001:db8:1::/48"
+        );
     }
 
     #[test]
     fn only_named_networks_must_send_a_header() {
-        let trusted = TrustedProxies::new(false, parse_networks("127.0.0.1/32, 10.0.0.0/8,fd00::/8").unwrap());
+        let trusted = TrustedProxies::new(
+            false,
+            parse_networks("127.0.0.1/32, 10.0.0.0/8,fd00::/8").unwrap(),
+        );
         assert!(trusted.expects_header(ip("127.0.0.1")));
         assert!(trusted.expects_header(ip("::ffff:127.0.0.1")), "mapped");
         assert!(trusted.expects_header(ip("10.200.0.1")));
@@ -220,10 +232,23 @@ mod tests {
     fn network_lists() {
         assert_eq!(
             parse_networks("10.1.2.3/8,192.0.2.1").unwrap(),
-            vec!["10.0.0.0/8".parse::<IpNet>().unwrap(), "192.0.2.1/32".parse().unwrap()]
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "192.0.2.1/32".parse().unwrap()
+            ]
         );
-        assert_eq!(parse_networks("::1").unwrap(), vec!["::1/128".parse::<IpNet>().unwrap()]);
-        for bad in ["", "10.0.0.0/33", "10.0.0.0/8,", "example.com", "10.0.0.0/8;10.1.0.0/16", "::/129"] {
+        assert_eq!(
+            parse_networks("::1").unwrap(),
+            vec!["::1/128".parse::<IpNet>().unwrap()]
+        );
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0.0/8,",
+            "example.com",
+            "10.0.0.0/8;10.1.0.0/16",
+            "::/129",
+        ] {
             assert!(parse_networks(bad).is_err(), "{bad:?}");
         }
     }

@@ -44,7 +44,8 @@ impl Refusal {
         Self {
             reason: RefuseReason::PerIp,
             detail: Some(format!("its network {subscriber} holds the most allowed")),
-            reply: format!("ERR too many connections from your network {subscriber}\n").into_bytes(),
+            reply: format!("ERR too many connections from your network {subscriber}\n")
+                .into_bytes(),
         }
     }
 }

@@ -235,6 +235,10 @@ impl Metrics {
         self.accepted.get()
     }
 
+    pub fn refused_total(&self, reason: RefuseReason) -> u64 {
+        self.refused[reason as usize].get()
+    }
+
     pub fn closed_total(&self, reason: CloseReason) -> u64 {
         self.closed[reason as usize].get()
     }

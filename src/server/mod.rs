@@ -118,7 +118,13 @@ impl ServerConfig {
 /// Counts over the server's lifetime, reported at exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Summary {
+    /// Connections admitted (`hb_connections_accepted_total`).
     pub served: u64,
+    /// Connections refused, for any reason.
+    pub refused: u64,
+    /// Admitted connections closed, for any reason: `served` once all are.
+    pub closed: u64,
+    /// Closed by the reaper (`idle_timeout`).
     pub reaped: u64,
     pub heartbeats: u64,
 }
@@ -240,7 +246,10 @@ impl Server {
         let shared = self.shared.clone();
         let thread = thread::Builder::new()
             .name("hb-metrics".into())
-            .spawn(move || metrics_http::serve(&listener, &stop_rx, || shared.scrape()))?;
+            .spawn(move || {
+                let render: metrics_http::Render = Arc::new(move || shared.scrape());
+                metrics_http::serve(&listener, &stop_rx, &render)
+            })?;
         self.metrics_endpoint = Some(MetricsEndpoint {
             addr,
             stop: stop_tx,
@@ -356,6 +365,14 @@ impl Shared {
         let metrics = self.outcomes.metrics();
         Summary {
             served: metrics.accepted_total(),
+            refused: RefuseReason::ALL
+                .map(|r| metrics.refused_total(r))
+                .iter()
+                .sum(),
+            closed: CloseReason::ALL
+                .map(|r| metrics.closed_total(r))
+                .iter()
+                .sum(),
             reaped: metrics.closed_total(CloseReason::IdleTimeout),
             heartbeats: metrics.heartbeats_total(),
         }

@@ -132,7 +132,10 @@ fn write_line(conn: &Connection, outcome: Outcome<'_>, health_check: bool) {
             "conn {id} from {client} closed: {reason} ({error})"
         ),
         Outcome::Closed { reason, .. } => {
-            log::log!(level(Level::Info), "conn {id} from {client} closed: {reason}");
+            log::log!(
+                level(Level::Info),
+                "conn {id} from {client} closed: {reason}"
+            );
         }
     }
 }

@@ -113,7 +113,9 @@ mod tests {
         let _b = limits.claim(ip("2001:db8:1:3::1")).expect("the next /64");
         let per_address = AddressLimits::new(1, 128);
         let _c = per_address.claim(ip("2001:db8:1:2::1")).expect("first");
-        let _d = per_address.claim(ip("2001:db8:1:2::2")).expect("another address");
+        let _d = per_address
+            .claim(ip("2001:db8:1:2::2"))
+            .expect("another address");
     }
 
     #[test]

@@ -187,9 +187,9 @@ impl HeaderReader {
             // Unreachable for what ppp parses today (a line ends by 107
             // bytes, a version 2 header at its length); kept so that a
             // reader never waits with no space to read into.
-            None if self.filled >= self.want() => {
-                Err(HeaderError::Malformed("no end where the header should end".into()))
-            }
+            None if self.filled >= self.want() => Err(HeaderError::Malformed(
+                "no end where the header should end".into(),
+            )),
             None => Ok(None),
         }
     }
@@ -364,7 +364,10 @@ mod tests {
     }
 
     /// Feeds `bytes` to a reader in reads of at most `step` bytes.
-    fn read_in_steps(bytes: &[u8], step: usize) -> (HeaderReader, Result<Option<(Source, Vec<u8>)>, HeaderError>) {
+    fn read_in_steps(
+        bytes: &[u8],
+        step: usize,
+    ) -> (HeaderReader, Result<Option<(Source, Vec<u8>)>, HeaderError>) {
         let mut reader = HeaderReader::default();
         let mut rest = bytes;
         loop {
@@ -388,11 +391,17 @@ mod tests {
             Err(HeaderError::TooLong { announced: 60_016 })
         ));
         let (reader, result) = read_in_steps(&bytes, 16);
-        assert!(matches!(result, Err(HeaderError::TooLong { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(HeaderError::TooLong { .. })),
+            "{result:?}"
+        );
         assert!(reader.capacity() <= FIRST_READ, "{}", reader.capacity());
         let mut edge = v2_header(1, 0x11, &V4_ADDRESSES);
         edge[14..16].copy_from_slice(&((MAX_HEADER - 15) as u16).to_be_bytes());
-        assert!(matches!(parse(&edge[..16]), Err(HeaderError::TooLong { announced: 4097 })));
+        assert!(matches!(
+            parse(&edge[..16]),
+            Err(HeaderError::TooLong { announced: 4097 })
+        ));
     }
 
     #[test]
