@@ -17,7 +17,7 @@
 //! Map of the server:
 //! - this module: the accept loop, the connection limit and shutdown.
 //! - [`connection`]: one client's read/echo loop, in its own thread.
-//! - [`timeout_queue`]: the FIFO of connections by last activity, pure data
+//! - [`timeout_queue`]: connections by deadline in a timing wheel, pure data
 //!   that takes `now` as an argument.
 //! - [`reaper`]: the registry of live connections and the thread that closes
 //!   expired ones.
