@@ -120,11 +120,18 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Header>, HeaderError> {
     // Version 1 is a line. ppp calls some prefixes of a valid line malformed
     // (one that ends in the space before a port), so a line goes to it only
     // once its end is there or it is longer than any header.
-    if bytes.starts_with(b"PROXY ") && bytes.len() < MAX_V1_HEADER && !bytes.contains(&b'\n') {
+    let v1 = bytes.starts_with(b"PROXY ");
+    if v1 && bytes.len() < MAX_V1_HEADER && !bytes.contains(&b'\n') {
         return Ok(None);
     }
     let result = HeaderResult::parse(bytes);
     if result.is_incomplete() {
+        // A line with its LF (or past 107 bytes) that ppp still finds
+        // incomplete will never be whole (the fuzzer found one: a NUL
+        // inside, CRLF later).
+        if v1 {
+            return Err(HeaderError::Malformed("not a version 1 line".into()));
+        }
         if bytes.len() >= MAX_HEADER {
             return Err(HeaderError::Malformed("longer than any header".into()));
         }
@@ -355,6 +362,13 @@ mod tests {
                 "{garbage:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_line_ppp_finds_incomplete_once_it_ends_is_malformed() {
+        let mut line = b"PROXY TCP4 1111111111\x00111\r\n".to_vec();
+        line.extend_from_slice(&[0; 40]);
+        assert!(matches!(parse(&line), Err(HeaderError::Malformed(_))));
     }
 
     #[test]
