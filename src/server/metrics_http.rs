@@ -190,7 +190,7 @@ fn answer(stream: &TcpStream, render: &dyn Fn() -> Vec<u8>) -> io::Result<()> {
     match route {
         Route::Metrics => respond_with(stream, "200 OK", super::metrics::CONTENT_TYPE, &render()),
         Route::NotFound => respond(
-            &stream,
+            stream,
             "404 Not Found",
             b"not found; the metrics are at /metrics\n",
         ),
@@ -199,7 +199,7 @@ fn answer(stream: &TcpStream, render: &dyn Fn() -> Vec<u8>) -> io::Result<()> {
             respond(stream, "400 Bad Request", b"bad request\n")
         }
         Route::TooLarge => respond(
-            &stream,
+            stream,
             "431 Request Header Fields Too Large",
             b"request head too large\n",
         ),

@@ -161,6 +161,11 @@ fn v2_announced(bytes: &[u8]) -> Option<usize> {
     Some(V2_FIXED + usize::from(u16::from_be_bytes([fixed[14], fixed[15]])))
 }
 
+/// What a [`HeaderReader`] makes of the bytes so far: the header's source
+/// and the bytes that followed it once it is whole, `None` while more are
+/// needed, or why these bytes are no header.
+pub type Decision = Result<Option<(Source, Vec<u8>)>, HeaderError>;
+
 /// The bytes of a header being received, in a buffer sized by what the
 /// header announces: [`FIRST_READ`] bytes, then a version 2 header's
 /// announced length, never more than [`MAX_HEADER`]. Pure: the caller reads
@@ -183,10 +188,9 @@ impl HeaderReader {
         &mut self.buffer[self.filled..want]
     }
 
-    /// Takes `n` more bytes read into [`space`](Self::space). Returns the
-    /// header's source and the bytes that followed it once it is whole,
-    /// `None` while more are needed, or why these bytes are no header.
-    pub fn filled(&mut self, n: usize) -> Result<Option<(Source, Vec<u8>)>, HeaderError> {
+    /// Takes `n` more bytes read into [`space`](Self::space), and says what
+    /// they make.
+    pub fn filled(&mut self, n: usize) -> Decision {
         self.filled = (self.filled + n).min(self.buffer.len());
         let received = &self.buffer[..self.filled];
         match parse(received)? {
@@ -378,10 +382,7 @@ mod tests {
     }
 
     /// Feeds `bytes` to a reader in reads of at most `step` bytes.
-    fn read_in_steps(
-        bytes: &[u8],
-        step: usize,
-    ) -> (HeaderReader, Result<Option<(Source, Vec<u8>)>, HeaderError>) {
+    fn read_in_steps(bytes: &[u8], step: usize) -> (HeaderReader, Decision) {
         let mut reader = HeaderReader::default();
         let mut rest = bytes;
         loop {

@@ -3,9 +3,7 @@
 
 use super::{config, input, reads, seeds};
 use proptest::prelude::*;
-use tcp_heartbeat::server::proxy_header::{self, HeaderError, HeaderReader, MAX_HEADER, Source};
-
-type Decision = Result<Option<(Source, Vec<u8>)>, HeaderError>;
+use tcp_heartbeat::server::proxy_header::{self, Decision, HeaderReader, MAX_HEADER};
 
 /// Feeds `bytes` to a reader in reads of `reads` sizes, in turn, until it
 /// decides or the bytes run out; how many bytes it took, and its decision.

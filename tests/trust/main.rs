@@ -12,6 +12,7 @@ mod common;
 mod support;
 
 mod headers;
+mod measure;
 mod outcomes;
 mod scrapes;
 mod sources;
