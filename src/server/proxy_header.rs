@@ -167,7 +167,7 @@ fn v2_announced(bytes: &[u8]) -> Option<usize> {
 pub type Decision = Result<Option<(Source, Vec<u8>)>, HeaderError>;
 
 /// The bytes of a header being received, in a buffer sized by what the
-/// header announces: [`FIRST_READ`] bytes, then a version 2 header's
+/// header announces: 108 bytes (any version 1 header), then a version 2 header's
 /// announced length, never more than [`MAX_HEADER`]. Pure: the caller reads
 /// into [`space`](Self::space) and reports with [`filled`](Self::filled).
 #[derive(Debug, Default)]
