@@ -17,13 +17,15 @@
 //! own thread, so a stalled one delays no other (answered one at a time, 20
 //! silent connections held a real scrape more than 5 s: docs/hardening.md).
 //! Past [`MAX_SCRAPERS`] a connection is answered 503 at once; so memory is
-//! at most that many head buffers and pages, whatever the scrapers do. The
+//! at most that many head buffers and pages, whatever the scrapers do. When
+//! no thread can be started (the process at its thread limit, when a scrape
+//! matters most) the accept thread answers the scraper itself. The
 //! echo service shares nothing with these threads but the CPU.
 
 use crate::wake;
 use crossbeam::channel::Receiver;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -111,9 +113,15 @@ pub fn serve(listener: &TcpListener, stop: &Receiver<()>, render: &Render) {
             let _ = respond(&stream, "503 Service Unavailable", b"too many scrapers\n");
             return;
         }
-        match Scraper::start(stream, peer, next_id, render.clone()) {
+        let stream = Arc::new(stream);
+        match Scraper::start(stream.clone(), peer, next_id, render.clone()) {
             Ok(scraper) => scrapers.push(scraper),
-            Err(e) => log::warn!("metrics scrape from {peer}: cannot start a thread: {e}"),
+            // Out of threads is when a scrape matters most: answered here,
+            // one at a time, within the same deadlines.
+            Err(e) => {
+                log::debug!("metrics scrape from {peer} answered inline: no thread: {e}");
+                scrape(&stream, peer, &**render);
+            }
         }
         next_id += 1;
     });
@@ -135,21 +143,16 @@ struct Scraper {
 
 impl Scraper {
     fn start(
-        stream: TcpStream,
-        peer: std::net::SocketAddr,
+        stream: Arc<TcpStream>,
+        peer: SocketAddr,
         id: u64,
         render: Render,
     ) -> io::Result<Self> {
-        let stream = Arc::new(stream);
         let theirs = stream.clone();
         let thread = thread::Builder::new()
             .name(format!("hb-scrape-{id}"))
             .stack_size(SCRAPER_STACK_SIZE)
-            .spawn(move || {
-                if let Err(e) = answer(&theirs, &*render) {
-                    log::debug!("metrics scrape from {peer}: {e}");
-                }
-            })?;
+            .spawn(move || scrape(&theirs, peer, &*render))?;
         Ok(Self {
             stream,
             thread: Some(thread),
@@ -169,6 +172,13 @@ impl Scraper {
         if let Some(Err(_)) = self.thread.take().map(JoinHandle::join) {
             log::error!("a metrics scrape thread panicked");
         }
+    }
+}
+
+/// Answers one scraper, logging (at debug level) what went wrong.
+fn scrape(stream: &TcpStream, peer: SocketAddr, render: &dyn Fn() -> Vec<u8>) {
+    if let Err(e) = answer(stream, render) {
+        log::debug!("metrics scrape from {peer}: {e}");
     }
 }
 
