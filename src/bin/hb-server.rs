@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 use tcp_heartbeat::config::{self, KeepaliveArgs};
-use tcp_heartbeat::server::address::TrustedProxies;
+use tcp_heartbeat::server::address::{Addressing, TrustedProxies};
 use tcp_heartbeat::server::compat::Compat;
 use tcp_heartbeat::server::{self, Server, ServerConfig};
 
@@ -114,14 +114,16 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         max_connections: args.max_connections as usize,
         socket_options: args.keepalive.socket_options(),
         proxy_protocol: args.proxy_protocol,
+        max_connections_per_ip: args.max_connections_per_ip as usize,
+        compat: args.compat,
+    };
+    let addressing = Addressing {
         proxy_protocol_from: args
             .proxy_protocol_from
             .clone()
             .map(|n| n.0)
             .unwrap_or_default(),
-        max_connections_per_ip: args.max_connections_per_ip as usize,
-        max_connections_per_ip_v6_prefix: args.max_connections_per_ip_v6_prefix,
-        compat: args.compat,
+        v6_prefix: args.max_connections_per_ip_v6_prefix,
     };
     let listener = listen(&args.listen)
         .map_err(|e| (EXIT_USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
@@ -141,8 +143,8 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         )
     })?;
     raise_fd_limit(config.max_connections);
-    log_settings(&config, args.drain);
-    let mut server = Server::start(listener, config)
+    log_settings(&config, &addressing, args.drain);
+    let mut server = Server::start_with(listener, config, addressing)
         .map_err(|e| (EXIT_RUNTIME, format!("cannot start: {e}")))?;
     let metrics_addr = match metrics_listener {
         Some(listener) => Some(
@@ -208,7 +210,7 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
-fn log_settings(config: &ServerConfig, drain: Duration) {
+fn log_settings(config: &ServerConfig, addressing: &Addressing, drain: Duration) {
     let reaper = match config.idle_timeout {
         Some(t) => format!("idle timeout {}", humantime::format_duration(t)),
         None => "idle timeout off".to_string(),
@@ -223,19 +225,30 @@ fn log_settings(config: &ServerConfig, drain: Duration) {
             "compat seed: a read of exactly `HeartBeat` at a line start is a heartbeat, answered `OK` with no line end"
         );
     }
-    let trusted = config.trusted_proxies();
+    let trusted = TrustedProxies::new(
+        config.proxy_protocol,
+        addressing.proxy_protocol_from.clone(),
+    );
     if trusted.is_on() || config.max_connections_per_ip > 0 || !drain.is_zero() {
-        log::info!("{}", describe_deployment(config, &trusted, drain));
+        log::info!(
+            "{}",
+            describe_deployment(config, addressing, &trusted, drain)
+        );
     }
 }
 
 /// The start-up line for the load-balancer settings, when any is on.
-fn describe_deployment(config: &ServerConfig, trusted: &TrustedProxies, drain: Duration) -> String {
+fn describe_deployment(
+    config: &ServerConfig,
+    addressing: &Addressing,
+    trusted: &TrustedProxies,
+    drain: Duration,
+) -> String {
     let per_ip = match config.max_connections_per_ip {
         0 => "no per-address limit".to_string(),
         n => format!(
             "max {n} connections per address (IPv6 per /{})",
-            config.max_connections_per_ip_v6_prefix
+            addressing.v6_prefix
         ),
     };
     let drain = match drain {

@@ -74,6 +74,33 @@ impl fmt::Display for Subscriber {
     }
 }
 
+/// How the server tells clients apart, beyond [`ServerConfig`]: whose PROXY
+/// headers it believes (`--proxy-protocol-from`) and the IPv6 prefix the
+/// per-address limit counts by (`--max-connections-per-ip-v6-prefix`).
+/// Passed to [`Server::start_with`] rather than added to `ServerConfig`, so
+/// that code which builds a `ServerConfig` literal keeps compiling.
+///
+/// [`ServerConfig`]: super::ServerConfig
+/// [`Server::start_with`]: super::Server::start_with
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressing {
+    /// Connections from these networks must begin with a PROXY header and
+    /// only theirs is believed; others are direct clients. Empty:
+    /// `ServerConfig::proxy_protocol` decides.
+    pub proxy_protocol_from: Vec<IpNet>,
+    /// The prefix length an IPv6 client is counted by.
+    pub v6_prefix: u8,
+}
+
+impl Default for Addressing {
+    fn default() -> Self {
+        Self {
+            proxy_protocol_from: Vec::new(),
+            v6_prefix: DEFAULT_V6_PREFIX,
+        }
+    }
+}
+
 /// Which connections must begin with a PROXY header, whose address is then
 /// believed: none, every one (`--proxy-protocol`: a port only load
 /// balancers reach), or those from named networks

@@ -12,6 +12,7 @@ use super::address;
 use super::compat::Compat;
 use super::proxy_header::{self, HeaderError, Source};
 use super::reaper::ConnId;
+use super::refusal;
 use super::timeout_queue::{Activity, Tracked};
 use crate::protocol::LineHandler;
 use crate::wake;
@@ -19,7 +20,7 @@ use parking_lot::Mutex;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -228,6 +229,8 @@ impl Connection {
     /// the reply it is writing (on Unix; see [`wake::shutdown_and_wake`]);
     /// `Both` aborts it too.
     pub fn close(&self, reason: CloseReason, how: Shutdown) {
+        // Release, paired with the Acquire in `closed_by`: the thread that
+        // sees the reason also sees what the closer did before setting it.
         let _ =
             self.closed_by
                 .compare_exchange(0, reason.code(), Ordering::Release, Ordering::Relaxed);
@@ -297,10 +300,18 @@ impl Connection {
         &self.stream
     }
 
-    /// Sends `reason` to a connection that will not be served, and closes it.
+    /// Sends `reason` to a connection that will not be served and lingers
+    /// until the client closes (at most [`refusal::LINGER_TIME`]; see
+    /// [`refusal`]), in the connection's thread. A close from outside
+    /// (shutdown, the reaper) ends the wait.
     pub fn refuse(&self, reason: &[u8]) {
-        let _ = (&self.stream).write_all(reason);
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let deadline = Instant::now() + refusal::LINGER_TIME;
+        refusal::linger(&self.stream, reason, deadline, &AtomicBool::new(false));
+    }
+
+    /// The socket of a connection no thread serves, for a refusal.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     /// Why the connection ended, given how its loop ended.

@@ -29,6 +29,7 @@
 //!   closed) is counted and logged.
 //! - [`address`]: addresses as subscribers (mapped IPv4, IPv6 prefixes) and
 //!   the networks whose PROXY headers are believed.
+//! - [`refusal`]: the lingering close that makes a refusal's line arrive.
 //! - [`drain`]: the schedule that spreads a drain's closes evenly.
 //! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
 //! - [`per_ip`]: the per-address connection limit.
@@ -51,18 +52,19 @@ pub mod outcome;
 pub mod per_ip;
 pub mod proxy_header;
 pub mod reaper;
+pub mod refusal;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
-use address::TrustedProxies;
+use address::{Addressing, TrustedProxies};
 use conn_log::{ConnLog, Reporter};
 use connection::{CloseReason, Connection, RefuseReason};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
-use ipnet::IpNet;
 use metrics::{Metrics, Settings};
 use outcome::{Outcome, Outcomes};
 use per_ip::AddressLimits;
 use reaper::{ConnId, Registry};
+use refusal::Lingerer;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -95,24 +97,12 @@ pub struct ServerConfig {
     /// Framings accepted besides lines (`--compat`).
     pub compat: compat::Compat,
     /// Every connection must begin with a PROXY protocol header
-    /// (`--proxy-protocol`), unless `proxy_protocol_from` names who must.
+    /// (`--proxy-protocol`), unless [`Addressing::proxy_protocol_from`]
+    /// names who must.
     pub proxy_protocol: bool,
-    /// Connections from these networks must begin with a PROXY header and
-    /// only theirs is believed; others are direct clients
-    /// (`--proxy-protocol-from`). Empty: `proxy_protocol` decides.
-    pub proxy_protocol_from: Vec<IpNet>,
-    /// Connections one client address may hold; 0 is no limit.
+    /// Connections one client (an IPv4 address, an IPv6 prefix of
+    /// [`Addressing::v6_prefix`]) may hold; 0 is no limit.
     pub max_connections_per_ip: usize,
-    /// The IPv6 prefix length the per-address limit counts a client by
-    /// (`--max-connections-per-ip-v6-prefix`; [`address::DEFAULT_V6_PREFIX`]).
-    pub max_connections_per_ip_v6_prefix: u8,
-}
-
-impl ServerConfig {
-    /// Who must send a PROXY header, and is believed.
-    pub fn trusted_proxies(&self) -> TrustedProxies {
-        TrustedProxies::new(self.proxy_protocol, self.proxy_protocol_from.clone())
-    }
 }
 
 /// Counts over the server's lifetime, reported at exit.
@@ -142,7 +132,7 @@ pub struct Stats {
 /// State shared by the acceptor, the reaper and every connection thread.
 struct Shared {
     config: ServerConfig,
-    /// From `config`, built once.
+    /// From `config.proxy_protocol` and the [`Addressing`], built once.
     trusted: TrustedProxies,
     registry: Registry<Arc<Connection>>,
     per_ip: AddressLimits,
@@ -192,7 +182,19 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 impl Server {
+    /// [`start_with`](Self::start_with) the default [`Addressing`]: PROXY
+    /// headers as `config.proxy_protocol` says, IPv6 clients per /64.
     pub fn start(listener: TcpListener, config: ServerConfig) -> io::Result<Server> {
+        Self::start_with(listener, config, Addressing::default())
+    }
+
+    /// Serves `listener` until shut down, telling clients apart as
+    /// `addressing` says.
+    pub fn start_with(
+        listener: TcpListener,
+        config: ServerConfig,
+        addressing: Addressing,
+    ) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
         let (conn_log, log_reporter) = ConnLog::start()?;
         let metrics = Metrics::new(Settings {
@@ -202,11 +204,8 @@ impl Server {
         let shared = Arc::new(Shared {
             registry: Registry::new(config.idle_timeout),
             outcomes: Outcomes::new(metrics, conn_log),
-            per_ip: AddressLimits::new(
-                config.max_connections_per_ip,
-                config.max_connections_per_ip_v6_prefix,
-            ),
-            trusted: config.trusted_proxies(),
+            per_ip: AddressLimits::new(config.max_connections_per_ip, addressing.v6_prefix),
+            trusted: TrustedProxies::new(config.proxy_protocol, addressing.proxy_protocol_from),
             config,
             open: AtomicUsize::new(0),
         });
@@ -292,16 +291,14 @@ impl Server {
     pub fn drain(mut self, duration: Duration) -> Summary {
         self.close_listener();
         if !duration.is_zero() {
+            // The registry's order is arbitrary: the longest idle go first.
             let mut connections = Vec::new();
             self.shared
                 .registry
-                .for_each(|c| connections.push(c.clone()));
-            drain::run(
-                &connections,
-                duration,
-                &self.threads_done,
-                &self.shared.open,
-            );
+                .for_each(|c| connections.push((c.last_activity(), Arc::downgrade(c))));
+            connections.sort_by_key(|(last, _)| *last);
+            let connections = connections.into_iter().map(|(_, c)| c).collect();
+            drain::run(connections, duration, &self.threads_done, &self.shared.open);
         }
         self.shutdown()
     }
@@ -434,23 +431,42 @@ fn accept_loop(
     done: &Sender<()>,
 ) {
     let mut next_id: ConnId = 1;
+    let lingerer = match Lingerer::start() {
+        Ok(lingerer) => lingerer,
+        Err(e) => {
+            log::error!("cannot start the hb-linger thread: {e}; not accepting");
+            return;
+        }
+    };
     accept::until_stopped(listener, stop, "connection", |stream, peer| {
-        admit(shared, stream, peer, next_id, done);
+        admit(shared, &lingerer, stream, peer, next_id, done);
         next_id += 1;
     });
 }
 
 /// Starts a thread for a new connection, or refuses it with a reason.
-fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, done: &Sender<()>) {
+fn admit(
+    shared: &Arc<Shared>,
+    lingerer: &Lingerer,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: ConnId,
+    done: &Sender<()>,
+) {
     let now = Instant::now();
-    let conn = Arc::new(Connection::new(id, peer, stream, now));
+    let conn = Connection::new(id, peer, stream, now);
     if shared.open.load(Ordering::Relaxed) >= shared.config.max_connections {
-        refuse(shared, &conn, RefuseReason::Full, None, SERVER_FULL);
+        let (reason, detail) = (RefuseReason::Full, None);
+        shared
+            .outcomes
+            .record(&conn, Outcome::Refused { reason, detail });
+        lingerer.refuse(conn.into_stream(), SERVER_FULL);
         return;
     }
     // What the OS refuses is skipped and warned about once per process.
     sockopt::set_nodelay(conn.stream());
     sockopt::apply(conn.stream(), &shared.config.socket_options);
+    let conn = Arc::new(conn);
     shared.open.fetch_add(1, Ordering::Relaxed);
     shared.registry.insert(id, conn.clone(), now);
     let thread_shared = shared.clone();
@@ -468,25 +484,16 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
         Err(e) => {
             shared.registry.remove(id);
             shared.open.fetch_sub(1, Ordering::Relaxed);
-            refuse(shared, &conn, RefuseReason::Busy, Some(&e), SERVER_BUSY);
+            let (reason, detail) = (RefuseReason::Busy, Some(&e as &dyn std::fmt::Display));
+            shared
+                .outcomes
+                .record(&conn, Outcome::Refused { reason, detail });
+            // The failed spawn dropped the thread's clone: this is the last.
+            if let Ok(conn) = Arc::try_unwrap(conn) {
+                lingerer.refuse(conn.into_stream(), SERVER_BUSY);
+            }
         }
     }
-}
-
-/// Records a refusal, then tells the client why and closes. Called by the
-/// accept loop for a fresh socket, whose send buffer takes a short line
-/// without blocking, and by a connection's own thread.
-fn refuse(
-    shared: &Shared,
-    conn: &Connection,
-    reason: RefuseReason,
-    detail: Option<&dyn std::fmt::Display>,
-    reply: &[u8],
-) {
-    shared
-        .outcomes
-        .record(conn, Outcome::Refused { reason, detail });
-    conn.refuse(reply);
 }
 
 fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
@@ -498,7 +505,11 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         Ok(admitted) => admitted,
         Err(refusal) => {
             let detail = refusal.detail.as_ref().map(|d| d as &dyn std::fmt::Display);
-            refuse(shared, conn, refusal.reason, detail, &refusal.reply);
+            let reason = refusal.reason;
+            shared
+                .outcomes
+                .record(conn, Outcome::Refused { reason, detail });
+            conn.refuse(&refusal.reply);
             return;
         }
     };

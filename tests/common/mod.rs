@@ -28,9 +28,7 @@ pub fn start_server(idle_timeout: Option<Duration>, max_connections: usize) -> S
         socket_options: SocketOptions::default(),
         compat: Compat::None,
         proxy_protocol: false,
-        proxy_protocol_from: Vec::new(),
         max_connections_per_ip: 0,
-        max_connections_per_ip_v6_prefix: 64,
     };
     Server::start(listener, config).expect("start server")
 }

@@ -15,6 +15,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
+use tcp_heartbeat::server::address::Addressing;
 use tcp_heartbeat::server::compat::Compat;
 use tcp_heartbeat::server::{Server, ServerConfig};
 use tcp_heartbeat::sockopt::SocketOptions;
@@ -96,7 +97,7 @@ fn keep_alive(mut c: TcpStream) -> thread::JoinHandle<()> {
 #[test]
 fn every_connection_is_counted_once() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = Server::start(
+    let server = Server::start_with(
         listener,
         ServerConfig {
             idle_timeout: Some(IDLE),
@@ -104,9 +105,11 @@ fn every_connection_is_counted_once() {
             socket_options: SocketOptions::default(),
             compat: Compat::None,
             proxy_protocol: false,
-            proxy_protocol_from: vec!["127.0.0.1/32".parse().unwrap()],
             max_connections_per_ip: 1,
-            max_connections_per_ip_v6_prefix: 64,
+        },
+        Addressing {
+            proxy_protocol_from: vec!["127.0.0.1/32".parse().unwrap()],
+            ..Addressing::default()
         },
     )
     .unwrap();
