@@ -120,7 +120,9 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Header>, HeaderError> {
     // Version 1 is a line. ppp calls some prefixes of a valid line malformed
     // (one that ends in the space before a port), so a line goes to it only
     // once its end is there or it is longer than any header.
-    let v1 = bytes.starts_with(b"PROXY ");
+    // What ppp takes for version 1: anything that starts so (afl found
+    // `PROXY\r...`, which ppp calls incomplete however long).
+    let v1 = bytes.starts_with(b"PROXY");
     if v1 && bytes.len() < MAX_V1_HEADER && !bytes.contains(&b'\n') {
         return Ok(None);
     }
@@ -373,6 +375,9 @@ mod tests {
         let mut line = b"PROXY TCP4 1111111111\x00111\r\n".to_vec();
         line.extend_from_slice(&[0; 40]);
         assert!(matches!(parse(&line), Err(HeaderError::Malformed(_))));
+        let mut no_space = b"PROXY\rTCP4 ".to_vec();
+        no_space.extend_from_slice(&[b'1'; 100]);
+        assert!(matches!(parse(&no_space), Err(HeaderError::Malformed(_))));
     }
 
     #[test]

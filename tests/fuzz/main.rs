@@ -1,20 +1,20 @@
 //! Fuzz targets for the three parsers that read what a peer sends (issue
 //! 17): the line protocol, the PROXY header reader and the metrics request
-//! reader. Each is fed inputs split into reads of random sizes, and must not
-//! panic, must keep its buffers within their bounds, and must decide the
-//! same whatever the split.
+//! reader. Each is fed inputs split into reads of varying sizes, and must
+//! not panic, must keep its buffers within their bounds, and must decide
+//! the same whatever the split (checks.rs).
 //!
-//! A proptest byte fuzzer, not a coverage-guided one: cargo-fuzz needs
-//! nightly Rust, which cannot be installed here (docs/hardening.md says
-//! what was tried). Inputs are random bytes, or the malformed inputs the
-//! other tests already use (seeds.rs) with a few random edits each.
-//! `make test` runs `HB_FUZZ_CASES` cases per target (2,000 by default);
-//! `make fuzz`, and CI, run 1,000,000 per target in release.
+//! Two fuzzers run these checks. Here, proptest: random bytes, or the
+//! malformed inputs the other tests already use (seeds.rs) with a few random
+//! edits each; `make test` runs `HB_FUZZ_CASES` cases per target (2,000 by
+//! default). And the coverage-guided one, cargo-afl (`fuzz/`, `make fuzz`,
+//! CI), whose targets include checks.rs and start from seeds.rs.
 
+mod checks;
 mod headers;
 mod lines;
 mod requests;
-mod seeds;
+pub mod seeds;
 
 use proptest::prelude::*;
 use proptest::sample::Index;

@@ -64,6 +64,9 @@ pub fn headers() -> Vec<Vec<u8>> {
         b"HeartBeat\n",
         b"GET / HTTP/1.1\r\n",
         b"\r\n\r\n\0\r\nQUIT\n\x31\x11\0\x0c",
+        // What the fuzzers found (docs/hardening.md).
+        b"PROXY TCP4 1111111111\x00111\r\n\r\n\0\r\nQUIT\n!!\0$ \x01\0\0\0\0\0\0\0\0\0\0",
+        b"PROXY\rTCP4 111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111",
     ]
     .iter()
     .map(|s| s.to_vec())
