@@ -159,11 +159,10 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
     let _ = shutdown.recv();
     let summary = server.drain(args.drain);
     log::info!(
-        "shut down: {} connections served, {} reaped for idleness, {} heartbeats answered; {} refused",
+        "shut down: {} connections served, {} reaped for idleness, {} heartbeats answered",
         summary.served,
         summary.reaped,
-        summary.heartbeats,
-        summary.refused
+        summary.heartbeats
     );
     Ok(())
 }
