@@ -508,4 +508,36 @@ mod tests {
         assert_eq!(buffer.space().len(), SMALL_READ);
         assert!(buffer.0.capacity() <= SMALL_READ + 64, "memory given back");
     }
+
+    /// Two folds racing while the connection counts (a scrape and the
+    /// close) add up to the count exactly. With the counters read before
+    /// the lock, the slower fold wrote back an older snapshot and the next
+    /// fold counted the difference again.
+    #[test]
+    fn racing_folds_count_each_byte_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let conn = Connection::new(1, stream.peer_addr().unwrap(), stream, Instant::now());
+        const COUNT: u64 = 200_000;
+        let folded: u64 = std::thread::scope(|s| {
+            let folders: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut sum = 0;
+                        while conn.traffic.received_bytes.load(Ordering::Relaxed) < COUNT {
+                            sum += conn.unfolded_traffic().received_bytes;
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            let mut counts = TrafficTotals::default();
+            for _ in 0..COUNT {
+                counts.received_bytes += 1;
+                counts.store(&conn.traffic);
+            }
+            folders.into_iter().map(|f| f.join().unwrap()).sum()
+        });
+        assert_eq!(folded + conn.unfolded_traffic().received_bytes, COUNT);
+    }
 }
