@@ -93,7 +93,7 @@ impl Metrics {
                 &registry,
                 ("hb_connections_refused_total", "reason"),
                 "Connections refused, by reason: full (--max-connections), busy (no thread), \
-                 per_ip (--max-connections-per-ip), proxy_header (no valid PROXY header).",
+                 per_ip (--max-connections-per-ip), proxy_header (a PROXY header expected and missing, malformed, over 4 KiB or late, or closed before it arrived).",
                 RefuseReason::ALL.map(RefuseReason::label),
             ),
             closed: labelled(
