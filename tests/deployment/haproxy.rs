@@ -5,7 +5,8 @@
 //! changed.
 
 use super::common::PATIENCE;
-use super::support::{free_port, require};
+use super::common::require;
+use super::support::free_port;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;

@@ -38,8 +38,6 @@ pub fn watch_eof(mut stream: TcpStream, ended: crossbeam::channel::Sender<Instan
         .expect("spawn EOF watcher");
 }
 
-pub use super::common::require;
-
 /// A free port on 127.0.0.1 (bound, read and let go; the kernel does not
 /// hand it out again at once).
 pub fn free_port() -> u16 {

@@ -3,7 +3,7 @@
 //! starts with the unit's environment.
 
 use super::common::*;
-use super::support::require;
+use super::common::require;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
