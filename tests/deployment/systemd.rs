@@ -3,7 +3,6 @@
 //! starts with the unit's environment.
 
 use super::common::*;
-use super::common::require;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
