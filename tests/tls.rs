@@ -414,6 +414,15 @@ fn the_proxy_header_comes_before_the_handshake() {
     );
 }
 
+/// Reads `c` to its end, which must be clean: nothing more, close_notify,
+/// then EOF.
+fn assert_ends_with_close_notify(c: &mut TlsStream) {
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)
+        .expect("a clean end: close_notify, then EOF");
+    assert_eq!(rest, b"");
+}
+
 #[test]
 fn shutdown_closes_tls_connections_with_close_notify() {
     let pki = Pki::new("shutdown CA");
@@ -421,10 +430,7 @@ fn shutdown_closes_tls_connections_with_close_notify() {
     let mut c = tls_connect(server.addr, &client_config(&pki.ca, None));
     tls_round_trip(&mut c, b"x\n", b"X\n");
     server.signal("TERM");
-    let mut rest = Vec::new();
-    c.read_to_end(&mut rest)
-        .expect("a clean end: close_notify, then EOF");
-    assert_eq!(rest, b"");
+    assert_ends_with_close_notify(&mut c);
     assert!(server.wait_exit(PATIENCE).success());
 }
 
@@ -444,10 +450,7 @@ fn a_drain_closes_tls_connections_one_by_one_with_close_notify() {
     server.signal("TERM");
     server.wait_log("draining 3 connections over 1s");
     for c in &mut clients {
-        let mut rest = Vec::new();
-        c.read_to_end(&mut rest)
-            .expect("a clean end: close_notify, then EOF");
-        assert_eq!(rest, b"");
+        assert_ends_with_close_notify(c);
     }
     assert!(server.wait_exit(PATIENCE).success());
 }
