@@ -14,26 +14,16 @@
 //! exponential backoff with full jitter (`client::reconnect`,
 //! `client::backoff`).
 //!
-//! Exit codes:
-//! - 0: stdin ended and the server closed the connection after sending every
-//!   reply (or stdout was closed by its reader); with `--reconnect`, also
-//!   stdin ending while disconnected, or a loss after stdin ended.
-//! - 1: the server closed the connection while stdin was still open; the
-//!   connection was refused, timed out (`--connect-timeout`) or lost
-//!   (including TCP keepalive and user-timeout errors), or the address is
-//!   unusable (resolved only when connecting); stdin or stdout failed. With
-//!   `--reconnect`, only a malformed address, stdin, stdout, or the last of
-//!   `--reconnect-attempts` failed attempts when it failed this way.
-//! - 2: bad flags.
-//! - 3: the server is unresponsive: `--heartbeat-retries` heartbeats went
-//!   unanswered, or it accepted no data for the whole give-up time (with
-//!   `--reconnect`: when the last allowed attempt failed this way).
-//! - 130: Ctrl-C or SIGTERM.
+//! With `--check`, it makes one heartbeat round trip instead
+//! (`client::check`) and exits 0 or 1, for health checks.
+//!
+//! Exit codes: [`EXIT_STATUS`], which the man page lists too.
 
 mod common;
 
 use clap::Parser;
-use common::{EXIT_SIGNALLED, LogArgs, parse_args, signal_channel};
+use common::generate::{ExitStatus, GenerateArgs};
+use common::{EXIT_SIGNALLED, EXIT_USAGE, LogArgs, parse_args, signal_channel};
 use crossbeam::channel;
 use std::io::ErrorKind;
 use std::process::ExitCode;
@@ -99,24 +89,67 @@ struct Args {
           value_parser = clap::value_parser!(u32))]
     reconnect_attempts: u32,
 
+    /// Check the server and exit, for health checks: connect, send
+    /// `HeartBeat` and expect `OK`, all within --connect-timeout; exit 0 if
+    /// answered, else 1 with one line on stderr; nothing on stdout
+    #[arg(long, conflicts_with = "reconnect")]
+    check: bool,
+
     #[command(flatten)]
     keepalive: KeepaliveArgs,
 
     #[command(flatten)]
     log: LogArgs,
+
+    #[command(flatten)]
+    generate: GenerateArgs,
 }
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_UNRESPONSIVE: u8 = 3;
+
+/// Every exit code and when: the man page's EXIT STATUS (README's table says
+/// the same).
+const EXIT_STATUS: &[ExitStatus] = &[
+    (
+        0,
+        "Stdin ended and the server closed the connection after sending every reply \
+         (or stdout was closed by its reader); with --reconnect, also stdin ending while \
+         disconnected, or a loss after stdin ended. With --check: the server answered OK.",
+    ),
+    (
+        EXIT_FAILURE,
+        "The server closed the connection while stdin was still open; the connection was \
+         refused, timed out (--connect-timeout) or lost (including TCP keepalive and user \
+         timeout errors), or the address is unusable; stdin or stdout failed. With \
+         --reconnect, only a malformed address, stdin, stdout, or the last of \
+         --reconnect-attempts failed attempts when it failed this way. With --check: no OK \
+         within --connect-timeout, for any reason.",
+    ),
+    (EXIT_USAGE, "Bad flag or value."),
+    (
+        EXIT_UNRESPONSIVE,
+        "The server is unresponsive: --heartbeat-retries heartbeats went unanswered, or it \
+         accepted no data for the whole give-up time (with --reconnect: when the last \
+         allowed attempt failed this way).",
+    ),
+    (EXIT_SIGNALLED, "Ctrl-C or SIGTERM."),
+];
 
 fn main() -> ExitCode {
     let args = match parse_args::<Args>("hb-client") {
         Ok(args) => args,
         Err(exit) => return exit,
     };
+    if let Some(exit) = args.generate.run::<Args>(EXIT_STATUS) {
+        return exit;
+    }
     if args.reconnect_max < args.reconnect_min {
         eprintln!("hb-client: --reconnect-max must be at least --reconnect-min (see --help)");
-        return ExitCode::from(common::EXIT_USAGE);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if args.check {
+        return check(&args);
     }
     args.log.init();
     let signals = match signal_channel() {
@@ -138,6 +171,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--check`: no logger and no signal handler, so stdout stays empty and
+/// stderr has at most the one line that says why it failed.
+fn check(args: &Args) -> ExitCode {
+    match client::check::check(&args.connect, &client_config(args)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hb-client: check failed: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
 fn exit_code(error: &ClientError) -> u8 {
     match error {
         ClientError::Unresponsive { .. } => EXIT_UNRESPONSIVE,
@@ -145,8 +190,8 @@ fn exit_code(error: &ClientError) -> u8 {
     }
 }
 
-fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientError> {
-    let config = ClientConfig {
+fn client_config(args: &Args) -> ClientConfig {
+    ClientConfig {
         heartbeat: HeartbeatSettings {
             idle: (!args.heartbeat_idle.is_zero()).then_some(args.heartbeat_idle),
             interval: args.heartbeat_interval,
@@ -154,7 +199,11 @@ fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientErr
         },
         socket_options: args.keepalive.socket_options(),
         connect_timeout: args.connect_timeout,
-    };
+    }
+}
+
+fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientError> {
+    let config = client_config(args);
     if args.reconnect {
         let settings = BackoffSettings {
             min: args.reconnect_min,
