@@ -47,8 +47,9 @@ trap 'wineserver -k >/dev/null 2>&1 || true' EXIT
 bin="$PWD/target/$TARGET/release"
 export HB_TEST_SERVER_CMD="$WINE64 $bin/hb-server.exe"
 export HB_TEST_CLIENT_CMD="$WINE64 $bin/hb-client.exe"
-# tests/portable.rs holds issue 12's Windows cases; client.rs and server.rs
-# run their process tests through the launcher too (their in-process ones
-# test the Linux library again), skipping the SIGTERM cases with the reason.
-$CARGO test --test portable --test client --test server -- --nocapture --test-threads 2
+# tests/portable.rs holds issue 12's Windows cases; client.rs, server.rs and
+# check.rs (hb-client --check) run their process tests through the launcher
+# too (their in-process ones test the Linux library again), skipping the
+# SIGTERM cases with the reason.
+$CARGO test --test portable --test client --test server --test check -- --nocapture --test-threads 2
 
