@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test-windows`: builds hb-server.exe and hb-client.exe for
 # x86_64-pc-windows-gnu (cross-linked with mingw-w64) and runs the process
-# tests (tests/portable.rs, client.rs, server.rs) against them under Wine.
+# tests (tests/portable.rs, client.rs, server.rs, check.rs) against them
+# under Wine.
 # Not the library's unit tests as Windows code: building their
 # dev-dependencies (criterion, tokio, proptest) for Windows took 4.5 min on
 # the shared CI machine, over the Windows run's budget, and the process tests
