@@ -63,7 +63,7 @@ test-ship: dist
 	if command -v podman >/dev/null; then scripts/image.sh; fi
 	rm -rf target/install-test
 	DESTDIR=$(CURDIR)/target/install-test PREFIX=/usr/local scripts/install.sh
-	$(CARGO) test --test ship -- --ignored --test-threads 1
+	$(CARGO) test --test ship -- --ignored --test-threads 1 --nocapture
 
 # The Windows build under Wine: builds the .exe files with mingw-w64 and
 # runs the process tests (tests/portable.rs, client.rs, server.rs) against
