@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 prefix=${PREFIX:?PREFIX is not set}
 root=${DESTDIR:-}$prefix
 
-$CARGO build --release --bin hb-server --bin hb-client
+# Without the `bench` feature: hb-bench and its tokio are not installed.
+$CARGO build --release --no-default-features --bin hb-server --bin hb-client
 generate_docs target/release target/install-docs
 docs=target/install-docs/complete
 

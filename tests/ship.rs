@@ -190,6 +190,7 @@ fn podman_stop_ends_hb_server_cleanly_within_3s() {
     // would be killed after 10 s with 137, not pass by being killed at 3 s.
     run_ok("podman", &["stop", "-t", "10", &container.name]);
     let took = started.elapsed();
+    println!("podman stop returned after {took:?}");
     assert_eq!(container.inspect("{{.State.ExitCode}}"), "0");
     assert!(took < STOP_WITHIN, "podman stop took {took:?}");
     assert!(
