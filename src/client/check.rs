@@ -7,7 +7,7 @@
 //! The connection is made by [`super::connect`], the client's own connect
 //! path, so what configures a session's connection (socket options, and any
 //! transport added there) configures the check's too. Judging the reply is
-//! [`judge`], with no I/O.
+//! `judge`, with no I/O.
 
 use super::{ClientConfig, ClientError};
 use crate::config::display_duration;
@@ -120,7 +120,7 @@ fn heartbeat_round_trip(mut stream: &TcpStream, deadline: Instant) -> Result<(),
 /// whole line (LF or CRLF) passes; any other line, or [`REPLY_MAX`] bytes
 /// without a line end, fails; `closed` with no complete line fails.
 /// `None`: not known yet, read on.
-pub fn judge(reply: &[u8], closed: bool) -> Option<Result<(), CheckError>> {
+fn judge(reply: &[u8], closed: bool) -> Option<Result<(), CheckError>> {
     let Some(end) = reply.iter().position(|&b| b == b'\n') else {
         return if reply.len() >= REPLY_MAX {
             Some(Err(CheckError::Answered(lossy(reply))))
