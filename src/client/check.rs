@@ -9,7 +9,7 @@
 //! transport added there) configures the check's too. Judging the reply is
 //! `judge`, with no I/O.
 
-use super::{ClientConfig, ClientError};
+use super::{ClientConfig, ClientError, refusal};
 use crate::config::display_duration;
 use crate::protocol::{HEARTBEAT, HEARTBEAT_REPLY};
 use std::fmt;
@@ -32,7 +32,9 @@ pub enum CheckError {
     /// The server closed the connection before a complete reply, after
     /// sending these bytes (none, mostly).
     Closed { received: String },
-    /// The reply was something other than `OK`, e.g. a refusal.
+    /// The server refused the connection (`ERR server full`); its reason.
+    Refused(String),
+    /// The reply was something other than `OK` or a refusal.
     Answered(String),
     /// Sending or receiving failed.
     Io(io::Error),
@@ -54,6 +56,7 @@ impl fmt::Display for CheckError {
                 f,
                 "the server closed the connection after {received:?}, with no line end"
             ),
+            Self::Refused(reason) => write!(f, "refused by the server: {reason}"),
             Self::Answered(reply) => write!(f, "the server answered {reply:?}, not \"OK\""),
             Self::Io(e) => write!(f, "connection lost: {e}"),
         }
@@ -117,8 +120,10 @@ fn heartbeat_round_trip(mut stream: &TcpStream, deadline: Instant) -> Result<(),
 }
 
 /// The verdict on the bytes received so far, once there is one: `OK` as a
-/// whole line (LF or CRLF) passes; any other line, or [`REPLY_MAX`] bytes
-/// without a line end, fails; `closed` with no complete line fails.
+/// whole line (LF or CRLF) passes; a refusal (`ERR ` and a reason: no line
+/// was sent before the heartbeat, so it cannot be an echo), any other line,
+/// or [`REPLY_MAX`] bytes without a line end, fail; `closed` with no
+/// complete line fails.
 /// `None`: not known yet, read on.
 fn judge(reply: &[u8], closed: bool) -> Option<Result<(), CheckError>> {
     let Some(end) = reply.iter().position(|&b| b == b'\n') else {
@@ -136,6 +141,8 @@ fn judge(reply: &[u8], closed: bool) -> Option<Result<(), CheckError>> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     Some(if line == HEARTBEAT_REPLY {
         Ok(())
+    } else if let Some(reason) = line.strip_prefix(refusal::PREFIX) {
+        Err(CheckError::Refused(lossy(reason)))
     } else {
         Err(CheckError::Answered(lossy(line)))
     })
@@ -182,9 +189,7 @@ mod tests {
     fn refusal_or_other_reply_fails_with_what_was_said() {
         assert_eq!(
             verdict(b"ERR server full\n", true),
-            Some(Err(
-                "the server answered \"ERR server full\", not \"OK\"".to_string()
-            ))
+            Some(Err("refused by the server: server full".to_string()))
         );
         // The article's server echoes the heartbeat uppercased.
         assert_eq!(
