@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 const BINARIES: [(&str, &str); 2] = [
     ("hb-server", env!("CARGO_BIN_EXE_hb-server")),
@@ -212,6 +212,25 @@ fn powershell_script_registers_the_binary() {
             "{script}"
         );
         assert!(script.contains("'--generate'"), "{script}");
+    }
+}
+
+#[test]
+fn a_reader_gone_is_no_error() {
+    for (name, binary) in BINARIES {
+        for kind in ["man", "bash", "powershell"] {
+            let mut child = Command::new(binary)
+                .args(["--generate", kind])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            // Closed long before the program is far enough to write.
+            drop(child.stdout.take());
+            let output = child.wait_with_output().expect("wait");
+            assert_eq!(output.status.code(), Some(0), "{name} {kind}: {output:?}");
+            assert!(output.stderr.is_empty(), "{name} {kind}: {output:?}");
+        }
     }
 }
 

@@ -43,9 +43,12 @@ impl GenerateArgs {
     /// exit code; without it, `None` and the binary carries on.
     pub fn run<T: CommandFactory>(&self, exit_codes: &[ExitStatus]) -> Option<ExitCode> {
         let kind = self.generate?;
+        // Made in memory first: clap_complete panics when a write fails, and
+        // a closed pipe (`| head`) must not be a panic.
+        let mut text = Vec::new();
+        write(kind, T::command(), exit_codes, &mut text).expect("writing to memory cannot fail");
         let mut stdout = io::stdout().lock();
-        let result =
-            write(kind, T::command(), exit_codes, &mut stdout).and_then(|()| stdout.flush());
+        let result = stdout.write_all(&text).and_then(|()| stdout.flush());
         Some(match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
