@@ -175,7 +175,7 @@ fn main() -> ExitCode {
 /// stderr has at most the one line that says why it failed.
 fn check(args: &Args) -> ExitCode {
     match client::check::check(&args.connect, &client_config(args)) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hb-client: check failed: {e}");
             ExitCode::from(EXIT_FAILURE)
