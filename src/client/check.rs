@@ -73,7 +73,7 @@ pub fn check(addr: &str, config: &ClientConfig) -> Result<(), CheckError> {
     let timeout = config.connect_timeout;
     let deadline = start + timeout;
     let stream = super::connect(addr, config).map_err(CheckError::Connect)?;
-    heartbeat_round_trip(&stream, deadline).map_err(|e| match e {
+    heartbeat_round_trip(&stream, &mut &stream, deadline).map_err(|e| match e {
         RoundTripError::Late => CheckError::TimedOut { timeout },
         RoundTripError::Check(e) => e,
     })
@@ -95,22 +95,29 @@ impl From<io::Error> for RoundTripError {
     }
 }
 
-/// Sends the heartbeat and reads until the reply is judged, each socket
-/// call bounded by what is left before `deadline`.
-fn heartbeat_round_trip(mut stream: &TcpStream, deadline: Instant) -> Result<(), RoundTripError> {
+/// Sends the heartbeat through `io` and reads until the reply is judged,
+/// each call bounded by what is left before `deadline` through `socket`'s
+/// timeouts. `io` is the socket itself, or a layer over it (TLS) whose
+/// reads and writes wait on that socket.
+fn heartbeat_round_trip(
+    socket: &TcpStream,
+    io: &mut (impl Read + Write),
+    deadline: Instant,
+) -> Result<(), RoundTripError> {
     let left = || {
         let left = deadline.saturating_duration_since(Instant::now());
         (!left.is_zero())
             .then_some(left)
             .ok_or(RoundTripError::Late)
     };
-    stream.set_write_timeout(Some(left()?))?;
-    stream.write_all(&[HEARTBEAT, b"\n"].concat())?;
+    socket.set_write_timeout(Some(left()?))?;
+    io.write_all(&[HEARTBEAT, b"\n"].concat())?;
+    io.flush()?;
     let mut reply = Vec::with_capacity(REPLY_MAX);
     let mut buf = [0; REPLY_MAX];
     loop {
-        stream.set_read_timeout(Some(left()?))?;
-        let n = stream.read(&mut buf[..REPLY_MAX - reply.len()])?;
+        socket.set_read_timeout(Some(left()?))?;
+        let n = io.read(&mut buf[..REPLY_MAX - reply.len()])?;
         reply.extend_from_slice(&buf[..n]);
         if let Some(verdict) = judge(&reply, n == 0) {
             return verdict.map_err(RoundTripError::Check);
