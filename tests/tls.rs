@@ -691,3 +691,27 @@ fn hb_client_tls_trusts_the_systems_roots() {
         "{stderr}"
     );
 }
+
+#[test]
+fn hb_client_check_makes_its_round_trip_inside_tls() {
+    let pki = Pki::new("check CA");
+    let server = tls_server(&pki, &[]);
+    let check = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hb-client"))
+            .args(["--connect", &server.addr.to_string(), "--check"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hb-client --check")
+    };
+    let ca = arg_path(&pki.ca);
+    let passed = check(&["--tls-ca", &ca]);
+    assert!(passed.status.success(), "{passed:?}");
+    assert_eq!(passed.stdout, b"");
+    let stranger = Pki::new("stranger CA");
+    let failed = check(&["--tls-ca", &arg_path(&stranger.ca)]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("check failed: TLS handshake"), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+}

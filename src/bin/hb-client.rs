@@ -14,30 +14,20 @@
 //! exponential backoff with full jitter (`client::reconnect`,
 //! `client::backoff`).
 //!
-//! With `--tls` (or any `--tls-*` flag) the connection is TLS; the
-//! handshake finishes before anything is sent (`tls::client`).
+//! With `--check`, it makes one heartbeat round trip instead
+//! (`client::check`) and exits 0 or 1, for health checks.
 //!
-//! Exit codes:
-//! - 0: stdin ended and the server closed the connection after sending every
-//!   reply (or stdout was closed by its reader); with `--reconnect`, also
-//!   stdin ending while disconnected, or a loss after stdin ended.
-//! - 1: the server closed the connection while stdin was still open; the
-//!   connection was refused, timed out (`--connect-timeout`) or lost
-//!   (including TCP keepalive and user-timeout errors), or the address is
-//!   unusable (resolved only when connecting); the TLS handshake failed;
-//!   stdin or stdout failed. With `--reconnect`, only a malformed address,
-//!   a refused certificate or TLS protocol, stdin, stdout, or the last of
-//!   `--reconnect-attempts` failed attempts when it failed this way.
-//! - 2: bad flags, or TLS files that cannot be used.
-//! - 3: the server is unresponsive: `--heartbeat-retries` heartbeats went
-//!   unanswered, or it accepted no data for the whole give-up time (with
-//!   `--reconnect`: when the last allowed attempt failed this way).
-//! - 130: Ctrl-C or SIGTERM.
+//! With `--tls` (or any `--tls-*` flag) the connection is TLS, for a
+//! session and a check alike; the handshake finishes before anything is
+//! sent (`tls::client`).
+//!
+//! Exit codes: [`EXIT_STATUS`], which the man page lists too.
 
 mod common;
 
 use clap::Parser;
-use common::{EXIT_SIGNALLED, LogArgs, parse_args, signal_channel};
+use common::generate::{ExitStatus, GenerateArgs};
+use common::{EXIT_SIGNALLED, EXIT_USAGE, LogArgs, parse_args, signal_channel};
 use crossbeam::channel;
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -105,6 +95,12 @@ struct Args {
           value_parser = clap::value_parser!(u32))]
     reconnect_attempts: u32,
 
+    /// Check the server and exit, for health checks: connect, send
+    /// `HeartBeat` and expect `OK`, all within --connect-timeout; exit 0 if
+    /// answered, else 1 with one line on stderr; nothing on stdout
+    #[arg(long, conflicts_with = "reconnect")]
+    check: bool,
+
     #[command(flatten)]
     tls: TlsArgs,
 
@@ -113,6 +109,9 @@ struct Args {
 
     #[command(flatten)]
     log: LogArgs,
+
+    #[command(flatten)]
+    generate: GenerateArgs,
 }
 
 /// The TLS flags. Any of them but `--tls` itself implies `--tls`.
@@ -165,22 +164,61 @@ impl TlsArgs {
 const EXIT_FAILURE: u8 = 1;
 const EXIT_UNRESPONSIVE: u8 = 3;
 
+/// Every exit code and when: the man page's EXIT STATUS (README's table says
+/// the same).
+const EXIT_STATUS: &[ExitStatus] = &[
+    (
+        0,
+        "Stdin ended and the server closed the connection after sending every reply \
+         (or stdout was closed by its reader); with --reconnect, also stdin ending while \
+         disconnected, or a loss after stdin ended. With --check: the server answered OK.",
+    ),
+    (
+        EXIT_FAILURE,
+        "The server closed the connection while stdin was still open; the connection was \
+         refused, timed out (--connect-timeout) or lost (including TCP keepalive and user \
+         timeout errors), or the address is unusable; the TLS handshake failed (one line \
+         says why, nothing is sent); stdin or stdout failed. With --reconnect, only a \
+         malformed address, a server certificate or TLS protocol refused, stdin, stdout, \
+         or the last of --reconnect-attempts failed attempts when it failed this way. With \
+         --check: no OK within --connect-timeout, for any reason.",
+    ),
+    (
+        EXIT_USAGE,
+        "Bad flag or value, or TLS files or a --tls-server-name that cannot be used.",
+    ),
+    (
+        EXIT_UNRESPONSIVE,
+        "The server is unresponsive: --heartbeat-retries heartbeats went unanswered, or it \
+         accepted no data for the whole give-up time (with --reconnect: when the last \
+         allowed attempt failed this way).",
+    ),
+    (EXIT_SIGNALLED, "Ctrl-C or SIGTERM."),
+];
+
 fn main() -> ExitCode {
     let args = match parse_args::<Args>("hb-client") {
         Ok(args) => args,
         Err(exit) => return exit,
     };
+    if let Some(exit) = args.generate.run::<Args>(EXIT_STATUS) {
+        return exit;
+    }
     if args.reconnect_max < args.reconnect_min {
         eprintln!("hb-client: --reconnect-max must be at least --reconnect-min (see --help)");
-        return ExitCode::from(common::EXIT_USAGE);
+        return ExitCode::from(EXIT_USAGE);
     }
     let tls = match args.tls.client_tls() {
         Ok(tls) => tls,
         Err(message) => {
             eprintln!("hb-client: {message}");
-            return ExitCode::from(common::EXIT_USAGE);
+            return ExitCode::from(EXIT_USAGE);
         }
     };
+    let config = client_config(&args, tls);
+    if args.check {
+        return check(&args, &config);
+    }
     args.log.init();
     let signals = match signal_channel(None) {
         Ok(signals) => signals,
@@ -189,7 +227,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match run(&args, tls, signals) {
+    match run(&args, &config, signals) {
         Ok(Outcome::Finished) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => ExitCode::from(EXIT_SIGNALLED),
         // Like `head` closing a pipe: the reader has what it wanted.
@@ -201,6 +239,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--check`: no logger and no signal handler, so stdout stays empty and
+/// stderr has at most the one line that says why it failed.
+fn check(args: &Args, config: &ClientConfig) -> ExitCode {
+    match client::check::check(&args.connect, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hb-client: check failed: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
 fn exit_code(error: &ClientError) -> u8 {
     match error {
         ClientError::Unresponsive { .. } => EXIT_UNRESPONSIVE,
@@ -208,12 +258,8 @@ fn exit_code(error: &ClientError) -> u8 {
     }
 }
 
-fn run(
-    args: &Args,
-    tls: Option<ClientTls>,
-    signals: channel::Receiver<()>,
-) -> Result<Outcome, ClientError> {
-    let config = ClientConfig {
+fn client_config(args: &Args, tls: Option<ClientTls>) -> ClientConfig {
+    ClientConfig {
         heartbeat: HeartbeatSettings {
             idle: (!args.heartbeat_idle.is_zero()).then_some(args.heartbeat_idle),
             interval: args.heartbeat_interval,
@@ -222,30 +268,37 @@ fn run(
         socket_options: args.keepalive.socket_options(),
         connect_timeout: args.connect_timeout,
         tls,
-    };
+    }
+}
+
+fn run(
+    args: &Args,
+    config: &ClientConfig,
+    signals: channel::Receiver<()>,
+) -> Result<Outcome, ClientError> {
     if args.reconnect {
         let settings = BackoffSettings {
             min: args.reconnect_min,
             max: args.reconnect_max,
             attempts: (args.reconnect_attempts > 0).then_some(args.reconnect_attempts),
         };
-        log_settings(&config, &args.connect);
+        log_settings(config, &args.connect);
         log::info!("{}", describe_reconnect(&settings));
         return client::reconnect::run(
             &args.connect,
-            &config,
+            config,
             Backoff::new(settings, fastrand::Rng::new()),
             std::io::stdin(),
             std::io::stdout().lock(),
             signals,
         );
     }
-    let stream = client::connect(&args.connect, &config)?;
+    let stream = client::connect(&args.connect, config)?;
     log::info!("connected to {}", args.connect);
-    log_settings(&config, &args.connect);
+    log_settings(config, &args.connect);
     client::run(
         stream,
-        &config,
+        config,
         std::io::stdin(),
         std::io::stdout().lock(),
         signals,

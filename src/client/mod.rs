@@ -43,8 +43,10 @@
 //!   connects again after a loss.
 //! - [`backoff`]: when to try again, pure state that takes `now` and a
 //!   random source as arguments.
+//! - [`check`]: `--check`, one heartbeat round trip as a health check.
 
 pub mod backoff;
+pub mod check;
 pub mod heartbeat;
 pub mod reconnect;
 pub mod refusal;

@@ -171,10 +171,7 @@ impl ClientStream {
         let mut arrived = &buf[..n];
         let mut session = session.lock();
         while !arrived.is_empty() {
-            session.read_tls(&mut arrived)?;
-            session
-                .process_new_packets()
-                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+            feed(&mut session, &mut arrived)?;
             match session.reader().read_to_end(plaintext) {
                 // close_notify: the server sends nothing more.
                 Ok(_) => return Ok(false),
@@ -212,6 +209,58 @@ impl ClientStream {
         }
         self.socket.shutdown(Shutdown::Write)
     }
+}
+
+/// One reader and writer in one thread (`hb-client --check`), as `Read`:
+/// plaintext the session holds first, else the socket's next bytes fed to
+/// it, as [`ClientStream::read`] does. Ok(0) at the server's end.
+impl Read for &ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(session) = &self.session else {
+            return (&*self.socket).read(buf);
+        };
+        let mut raw = [0; 4096];
+        loop {
+            match session.lock().reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let n = (&*self.socket).read(&mut raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut arrived = &raw[..n];
+            let mut session = session.lock();
+            while !arrived.is_empty() {
+                feed(&mut session, &mut arrived)?;
+            }
+        }
+    }
+}
+
+/// As `Write`, for the same single user: [`ClientStream::write_all`].
+impl Write for &ClientStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // The inherent method, not `Write::write_all`, which calls this.
+        ClientStream::write_all(self, buf)?;
+        Ok(buf.len())
+    }
+
+    /// Every write is sent whole at once: nothing waits to be flushed.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Gives the session what it can take of `arrived` (advancing it past
+/// that) and processes it.
+fn feed(session: &mut ClientConnection, arrived: &mut &[u8]) -> io::Result<()> {
+    session.read_tls(arrived)?;
+    session
+        .process_new_packets()
+        .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+    Ok(())
 }
 
 /// Every TLS record the session has ready, in order, taken out of it.

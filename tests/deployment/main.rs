@@ -2,7 +2,8 @@
 //! the per-address limit on their own, and behind a real HAProxy started
 //! from deploy/haproxy.cfg, with real hb-server and hb-client processes on
 //! 127.0.0.1 ports; the systemd unit checked by `systemd-analyze verify`;
-//! TLS passed through HAProxy (deploy/haproxy-tls.cfg, issue 19).
+//! the sysctl.d file against the capacity it is for; TLS passed through
+//! HAProxy (deploy/haproxy-tls.cfg, issue 19).
 //! Tests needing a missing program print `SKIPPED: <test>: <program> not
 //! found`; CI (.ci/run) installs them. Unix only: HAProxy's stats socket
 //! is a Unix socket, and signals are sent with `kill`.
@@ -15,6 +16,7 @@ mod drain;
 mod haproxy;
 mod proxy;
 mod support;
+mod sysctl;
 mod systemd;
 mod through_haproxy;
 mod through_haproxy_tls;
