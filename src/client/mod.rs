@@ -35,6 +35,7 @@
 
 pub mod backoff;
 pub mod heartbeat;
+pub mod idle_search;
 pub mod reconnect;
 pub mod replies;
 pub mod round_trips;
