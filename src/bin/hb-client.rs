@@ -38,8 +38,11 @@ use crossbeam::channel;
 use std::io::ErrorKind;
 use std::process::ExitCode;
 use std::time::Duration;
+use tcp_heartbeat::client::adaptive::{AdaptiveSettings, PARALLEL_PROBES};
 use tcp_heartbeat::client::backoff::{Backoff, BackoffSettings};
 use tcp_heartbeat::client::heartbeat::HeartbeatSettings;
+use tcp_heartbeat::client::idle_search::{Bracket, SearchSettings};
+use tcp_heartbeat::client::probe::{self, SearchError};
 use tcp_heartbeat::client::{self, ClientConfig, ClientError, Outcome};
 use tcp_heartbeat::config::{self, KeepaliveArgs};
 
@@ -93,6 +96,29 @@ struct Args {
           value_parser = parse_interval)]
     reconnect_max: Duration,
 
+    /// Measure the longest silence the path to --connect holds (on probe
+    /// connections), print it, and exit
+    #[arg(long, conflicts_with = "adaptive_heartbeat")]
+    find_idle_timeout: bool,
+
+    /// Learn the path's idle timeout on probe connections beside the session
+    /// and keep the heartbeat idle at 90 % of the longest silence that held
+    #[arg(long, env = "HB_ADAPTIVE_HEARTBEAT", value_name = "BOOL", num_args = 0..=1,
+          default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+    adaptive_heartbeat: bool,
+
+    /// With --adaptive-heartbeat: the shortest heartbeat idle, and the one
+    /// after the path changed
+    #[arg(long, env = "HB_HEARTBEAT_IDLE_MIN", default_value = "5s", value_name = "DUR", allow_negative_numbers = true,
+          value_parser = parse_interval)]
+    heartbeat_idle_min: Duration,
+
+    /// The longest silence probed (--find-idle-timeout, --adaptive-heartbeat)
+    /// and the longest heartbeat idle learned
+    #[arg(long, env = "HB_HEARTBEAT_IDLE_MAX", default_value = "10m", value_name = "DUR", allow_negative_numbers = true,
+          value_parser = parse_interval)]
+    heartbeat_idle_max: Duration,
+
     /// With --reconnect: consecutive failed attempts before exiting; 0 never
     /// gives up
     #[arg(long, env = "HB_RECONNECT_ATTEMPTS", default_value_t = 0, value_name = "N", allow_negative_numbers = true,
@@ -118,6 +144,19 @@ fn main() -> ExitCode {
         eprintln!("hb-client: --reconnect-max must be at least --reconnect-min (see --help)");
         return ExitCode::from(common::EXIT_USAGE);
     }
+    if args.adaptive_heartbeat && args.heartbeat_idle_max < args.heartbeat_idle_min {
+        eprintln!(
+            "hb-client: --heartbeat-idle-max must be at least --heartbeat-idle-min (see --help)"
+        );
+        return ExitCode::from(common::EXIT_USAGE);
+    }
+    if args.adaptive_heartbeat && args.heartbeat_idle.is_zero() {
+        eprintln!(
+            "hb-client: --adaptive-heartbeat needs heartbeats: --heartbeat-idle must be more \
+             than 0 (see --help)"
+        );
+        return ExitCode::from(common::EXIT_USAGE);
+    }
     args.log.init();
     let signals = match signal_channel() {
         Ok(signals) => signals,
@@ -126,6 +165,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
+    if args.find_idle_timeout {
+        return find_idle_timeout(&args, &signals);
+    }
     match run(&args, signals) {
         Ok(Outcome::Finished) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => ExitCode::from(EXIT_SIGNALLED),
@@ -145,8 +187,8 @@ fn exit_code(error: &ClientError) -> u8 {
     }
 }
 
-fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientError> {
-    let config = ClientConfig {
+fn client_config(args: &Args) -> ClientConfig {
+    ClientConfig {
         heartbeat: HeartbeatSettings {
             idle: (!args.heartbeat_idle.is_zero()).then_some(args.heartbeat_idle),
             interval: args.heartbeat_interval,
@@ -154,7 +196,62 @@ fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientErr
         },
         socket_options: args.keepalive.socket_options(),
         connect_timeout: args.connect_timeout,
+        adaptive: args.adaptive_heartbeat.then_some(AdaptiveSettings {
+            min: args.heartbeat_idle_min,
+            max: args.heartbeat_idle_max,
+        }),
+    }
+}
+
+/// `--find-idle-timeout`: one stdout line, exit 0; exit 1 when no probe
+/// could connect or the probes kept failing; 130 on a signal.
+fn find_idle_timeout(args: &Args, signals: &channel::Receiver<()>) -> ExitCode {
+    let settings = SearchSettings {
+        max: args.heartbeat_idle_max,
+        parallel: PARALLEL_PROBES,
     };
+    log::info!(
+        "measuring the idle timeout of the path to {}, up to {}, with up to {} probe \
+         connections at once",
+        args.connect,
+        humantime::format_duration(settings.max),
+        settings.parallel
+    );
+    match probe::search(&args.connect, &client_config(args), settings, signals) {
+        Ok(found) => {
+            log::info!(
+                "{} probes in {}",
+                found.probes,
+                config::display_duration(found.elapsed)
+            );
+            println!(
+                "idle timeout of the path: {}",
+                describe_bracket(&found.bracket, settings.max)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(SearchError::Stopped) => ExitCode::from(EXIT_SIGNALLED),
+        Err(e) => {
+            eprintln!("hb-client: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `between 7.4s and 8s`, or `longer than 10m` when no silence failed.
+fn describe_bracket(bracket: &Bracket, max: Duration) -> String {
+    match bracket.failed {
+        Some(failed) => format!(
+            "between {} and {}",
+            config::display_duration(bracket.held),
+            config::display_duration(failed)
+        ),
+        None => format!("longer than {}", humantime::format_duration(max)),
+    }
+}
+
+fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientError> {
+    let config = client_config(args);
     if args.reconnect {
         let settings = BackoffSettings {
             min: args.reconnect_min,
@@ -176,6 +273,7 @@ fn run(args: &Args, signals: channel::Receiver<()>) -> Result<Outcome, ClientErr
     log::info!("connected to {}", args.connect);
     log_settings(&config);
     client::run(
+        &args.connect,
         stream,
         &config,
         std::io::stdin(),

@@ -256,8 +256,10 @@ impl IdleSearch {
             }
             Some(failed) => {
                 let width = failed.saturating_sub(held);
-                // As few probes as make the bracket narrow in one round.
-                let parts = width.as_secs_f64() / tolerance(failed).as_secs_f64();
+                // As few probes as make the bracket narrow in one round,
+                // once each is rounded down to the grid.
+                let step = tolerance(failed) - GRID;
+                let parts = width.as_secs_f64() / step.as_secs_f64();
                 let count = (parts.ceil() as usize)
                     .saturating_sub(1)
                     .clamp(1, self.settings.parallel);
@@ -453,22 +455,22 @@ mod tests {
     }
 
     #[test]
-    fn eight_seconds_in_two_rounds_and_about_seventeen_seconds() {
+    fn eight_seconds_in_two_rounds_and_about_sixteen_seconds() {
         let sim = run(TEN_MINUTES, &|_| secs(8.0));
         let bracket = assert_brackets(&sim, secs(8.0));
         assert_eq!(
             bracket,
             Bracket {
-                held: secs(7.0),
+                held: secs(7.2),
                 failed: Some(secs(8.0))
             }
         );
         assert_eq!(sim.rounds, 2);
-        // 1 s .. 512 s and 600 s, then 4 s again and 5, 6, 7 s.
-        assert_eq!(sim.probes, 15);
-        // The 8 s failure is known at 9 s; the 7 s probe of round 2 holds
-        // at 16 s.
-        assert!((secs(16.0)..secs(16.2)).contains(&sim.elapsed), "{sim:?}");
+        // 1 s .. 512 s and 600 s, then 4 s again and 4.8, 5.6, 6.4, 7.2 s.
+        assert_eq!(sim.probes, 16);
+        // The 8 s failure is known at 9 s; the 7.2 s probe of round 2
+        // holds at 16.2 s.
+        assert!((secs(16.2)..secs(16.3)).contains(&sim.elapsed), "{sim:?}");
     }
 
     #[test]
