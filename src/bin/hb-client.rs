@@ -316,4 +316,12 @@ fn log_settings(config: &ClientConfig) {
         _ => "heartbeats off".to_string(),
     };
     log::info!("{heartbeat}; {}", config::describe(&config.socket_options));
+    if let Some(adaptive) = config.adaptive {
+        log::info!(
+            "adaptive heartbeat: learning the path's idle timeout on up to {PARALLEL_PROBES} \
+             probe connections; heartbeat idle within {} and {}",
+            humantime::format_duration(adaptive.min),
+            humantime::format_duration(adaptive.max)
+        );
+    }
 }

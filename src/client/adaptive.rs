@@ -42,19 +42,20 @@ pub struct AdaptiveSettings {
 }
 
 /// The heartbeat idle a bracket allows: [`SHARE`] of the longest silence
-/// that held, within `min` and `max`, but never at or above the shortest
-/// silence that failed (a path shorter than `min` wins over the flag).
-/// `None` when no silence held.
+/// that held, within `min` and `max`, but never longer than a silence that
+/// held (so never at or above one that failed): a path shorter than `min`
+/// wins over the flag. `None` when no silence held.
 pub fn settled_idle(bracket: Bracket, settings: AdaptiveSettings) -> Option<Duration> {
     if bracket.held.is_zero() {
         return None;
     }
     let share = whole_millis(bracket.held.mul_f64(SHARE));
     let bounded = share.clamp(settings.min, settings.max.max(settings.min));
-    match bracket.failed {
-        Some(failed) if bounded >= failed => Some(share),
-        _ => Some(bounded),
-    }
+    Some(if bounded > bracket.held {
+        share
+    } else {
+        bounded
+    })
 }
 
 fn whole_millis(d: Duration) -> Duration {
@@ -288,17 +289,25 @@ mod tests {
             settled_idle(bracket(2.0, Some(3.0)), BOUNDS),
             Some(secs(1.8))
         );
+        // 5.6 s failed, and 5 s was never shown to hold: the share it is.
+        assert_eq!(
+            settled_idle(bracket(4.8, Some(5.6)), BOUNDS),
+            Some(secs(4.32))
+        );
         assert_eq!(settled_idle(bracket(0.0, Some(1.0)), BOUNDS), None);
     }
 
     #[test]
-    fn never_at_or_above_a_failed_silence() {
+    fn never_above_a_silence_that_held() {
         for held in 1..200 {
             let held = f64::from(held) / 10.0;
             for width in [0.1, 0.5, 1.0] {
                 let b = bracket(held, Some(held + width));
                 let idle = settled_idle(b, BOUNDS).unwrap();
-                assert!(idle < b.failed.unwrap(), "{b:?} gave {idle:?}");
+                assert!(
+                    idle <= b.held && idle < b.failed.unwrap(),
+                    "{b:?} gave {idle:?}"
+                );
             }
         }
     }

@@ -3,7 +3,7 @@
 //! keeps silent, asks, and reports).
 //!
 //! A probe is one connection on its own thread (`hb-probe`). It connects
-//! and exchanges a first heartbeat ([`open`], the one place a probe speaks
+//! and exchanges a first heartbeat (`open`, the one place a probe speaks
 //! before its silence, where TLS is to slot in), which measures the round
 //! trip and stamps the last byte received. It then stays silent for its
 //! chosen time, reading all along so that a close or a reset during the
