@@ -103,8 +103,8 @@ fn expire(c: &mut Criterion) {
 /// queue of n, then `insert` a new key at the back to keep n, as the server
 /// does (its connection ids are never reused). Removing key n/2 + k and
 /// inserting key n + k leaves the next key to remove at position n/2 again.
-/// The tombstones this leaves are compacted when they outnumber the live
-/// entries, so the compactions' cost is in the average too.
+/// The stale records this leaves in the wheel are dropped when their slot's
+/// turn comes (not here: no deadline passes), so this is the close's cost.
 ///
 /// `remove_middle` times the removals alone (in batches of up to [`BATCH`],
 /// at most n/2 so that every key removed was inserted, the inserts that
@@ -159,5 +159,60 @@ fn remove(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, touch, expire, remove);
+/// The reaper in steady state (issue 16), on a simulated clock: n entries,
+/// each active every [`HEARTBEAT`] at evenly spread phases, timeout
+/// [`TIMEOUT`], over three periods. The reaper calls `expire` at each
+/// deadline, as it wakes; only those calls are timed (what it does under the
+/// registry's lock), and the time is reported per entry per period, which
+/// must not grow with n. Each timed call also pays two clock reads (about
+/// 50 ns), the same at every n.
+fn steady_state(c: &mut Criterion) {
+    const PERIODS: u32 = 3;
+    let mut group = c.benchmark_group("steady_state");
+    group.sample_size(10);
+    for n in [1_000, 10_000, 100_000] {
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let per_run = n as u64 * u64::from(PERIODS);
+                let runs = iters.div_ceil(per_run);
+                let timed: Duration = (0..runs).map(|_| reaper_time(n, PERIODS)).sum();
+                let nanos = timed.as_nanos() * u128::from(iters) / u128::from(runs * per_run);
+                Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+            })
+        });
+    }
+    group.finish();
+}
+
+/// How often each simulated connection is active: the article's 25 s idle
+/// heartbeat, against the article's 60 s timeout.
+const HEARTBEAT: Duration = Duration::from_secs(25);
+
+/// The reaper's time in `expire` over `periods` timeout periods of n
+/// heartbeating entries (see [`steady_state`]).
+fn reaper_time(n: usize, periods: u32) -> Duration {
+    let t0 = Instant::now();
+    let (mut queue, stamps) = filled(n, t0);
+    let end = t0 + TIMEOUT * periods;
+    let heartbeat = HEARTBEAT.as_nanos() as u64;
+    let mut timed = Duration::ZERO;
+    for round in 0.. {
+        for (i, stamp) in stamps.iter().enumerate() {
+            let phase = heartbeat * i as u64 / n as u64;
+            let at = t0 + Duration::from_nanos(heartbeat * round + phase);
+            if at >= end {
+                return timed;
+            }
+            while let Some(deadline) = queue.next_deadline().filter(|d| *d <= at) {
+                let start = Instant::now();
+                black_box(queue.expire(deadline));
+                timed += start.elapsed();
+            }
+            stamp.touch(at);
+        }
+    }
+    unreachable!("the rounds end at `end`")
+}
+
+criterion_group!(benches, touch, expire, remove, steady_state);
 criterion_main!(benches);

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -299,5 +299,66 @@ fn ipv6_loopback_and_wildcard_addresses_serve_and_shut_down() {
             "{listen}"
         );
         assert_eq!(read_to_eof(&mut c), b"");
+    }
+}
+
+/// A server that refuses the next connection, the connection it holds open
+/// for that, and the line it refuses with: full (`--max-connections 1`), or
+/// at 127.0.0.1's limit (`--max-connections-per-ip 1`).
+fn refusing_server(per_ip: bool) -> (tcp_heartbeat::server::Server, Vec<TcpStream>, &'static [u8]) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let config = tcp_heartbeat::server::ServerConfig {
+        idle_timeout: None,
+        max_connections: if per_ip { 100 } else { 1 },
+        socket_options: Default::default(),
+        compat: tcp_heartbeat::server::compat::Compat::None,
+        proxy_protocol: false,
+        max_connections_per_ip: usize::from(per_ip),
+    };
+    let server = tcp_heartbeat::server::Server::start(listener, config).expect("start server");
+    let mut held = connect(server.local_addr());
+    round_trip(&mut held, b"hold\n", b"HOLD\n");
+    let refusal: &[u8] = if per_ip {
+        b"ERR too many connections from your address\n"
+    } else {
+        b"ERR server full\n"
+    };
+    (server, vec![held], refusal)
+}
+
+/// Issue 16: a refused client that sent ten lines before it read (as
+/// hb-client --reconnect sends the line it held back) still reads the
+/// refusal, and then the end of the stream: the server drains what the
+/// client sent before it closes, so no reset overtakes the line.
+#[test]
+fn a_refusal_arrives_even_when_the_client_sent_first() {
+    for per_ip in [false, true] {
+        let (server, _held, refusal) = refusing_server(per_ip);
+        for attempt in 1..=10 {
+            let mut c = connect(server.local_addr());
+            for i in 0..10 {
+                c.write_all(format!("line {i} of attempt {attempt}\n").as_bytes())
+                    .expect("send before reading");
+            }
+            // Read only once the server has refused, and a moment later: a
+            // close that discards the unread lines into a reset has happened
+            // by then. (The pause only gives that failure its chance; a
+            // lingering close passes however long it is.)
+            wait_for("the refusal to be counted", || {
+                server.metrics_text().lines().any(|l| {
+                    l.starts_with("hb_connections_refused_total{")
+                        && l.ends_with(&format!(" {attempt}"))
+                        && l.contains(if per_ip { "per_ip" } else { "full" })
+                })
+            });
+            thread::sleep(Duration::from_millis(20));
+            let mut got = Vec::new();
+            let read = c.read_to_end(&mut got);
+            assert!(
+                read.is_ok() && got == refusal,
+                "attempt {attempt} (per address: {per_ip}): {read:?}, read {:?}",
+                String::from_utf8_lossy(&got)
+            );
+        }
     }
 }

@@ -29,10 +29,18 @@ pub fn log_level(health_check: bool, usual: Level) -> Level {
     if health_check { Level::Debug } else { usual }
 }
 
+/// A connection that will not be served: why (`None` when the server closed
+/// it while its header was awaited), and the line to send it before the
+/// close ([`Connection::refuse`], which its caller does once it has counted
+/// the refusal, since the close lingers until the client has gone).
+pub struct Refusal {
+    pub reason: Option<RefuseReason>,
+    pub line: &'static [u8],
+}
+
 /// Reads the PROXY header when `--proxy-protocol` is on, then takes a place
 /// in the client address's count. Refuses the connection (and says why in
-/// the log, within `log`'s rate limit) when either fails: the error is the
-/// reason, or `None` when the server closed it while its header was awaited.
+/// the log, within `log`'s rate limit) when either fails.
 ///
 /// The load balancer's own connections (a PROXY header without a client
 /// address, or naming the TCP peer itself: HAProxy's health checks) are
@@ -43,7 +51,7 @@ pub fn admit<'a>(
     proxy_protocol: bool,
     limits: &'a AddressLimits,
     log: &ConnLog,
-) -> Result<Admitted<'a>, Option<RefuseReason>> {
+) -> Result<Admitted<'a>, Refusal> {
     let mut admitted_early = Vec::new();
     let mut health_check = false;
     if proxy_protocol {
@@ -74,8 +82,10 @@ pub fn admit<'a>(
                         Some(reason)
                     }
                 };
-                conn.refuse(b"");
-                return Err(refused);
+                return Err(Refusal {
+                    reason: refused,
+                    line: b"",
+                });
             }
         }
     }
@@ -85,8 +95,10 @@ pub fn admit<'a>(
         if log.admit(Event::Refused(reason)) {
             log::warn!("conn {} from {client} refused: {reason}", conn.id);
         }
-        conn.refuse(TOO_MANY_FROM_ADDRESS);
-        return Err(Some(reason));
+        return Err(Refusal {
+            reason: Some(reason),
+            line: TOO_MANY_FROM_ADDRESS,
+        });
     };
     let level = log_level(health_check, Level::Info);
     // A load balancer's health checks log at debug level, outside the limit.

@@ -11,6 +11,7 @@
 use super::compat::Compat;
 use super::proxy_header::{self, HeaderError, Source};
 use super::reaper::ConnId;
+use super::refusal;
 use super::timeout_queue::{Activity, Tracked};
 use crate::protocol::LineHandler;
 use crate::wake;
@@ -18,7 +19,7 @@ use parking_lot::Mutex;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -215,9 +216,11 @@ impl Connection {
     /// the reply it is writing (on Unix; see [`wake::shutdown_and_wake`]);
     /// `Both` aborts it too.
     pub fn close(&self, reason: CloseReason, how: Shutdown) {
+        // Release, paired with the Acquire in `closed_by`: the thread that
+        // sees the reason also sees what the closer did before setting it.
         let _ =
             self.closed_by
-                .compare_exchange(0, reason.code(), Ordering::Relaxed, Ordering::Relaxed);
+                .compare_exchange(0, reason.code(), Ordering::Release, Ordering::Relaxed);
         // Fails only if the socket is already shut down or reset: nothing left
         // to wake.
         let _ = wake::shutdown_and_wake(&self.stream, how);
@@ -245,14 +248,22 @@ impl Connection {
     /// Why the connection was closed from outside (reaper, shutdown, drain),
     /// if it was.
     pub fn closed_by(&self) -> Option<CloseReason> {
-        let code = self.closed_by.load(Ordering::Relaxed);
+        let code = self.closed_by.load(Ordering::Acquire);
         CloseReason::ALL.into_iter().find(|r| r.code() == code)
     }
 
-    /// Sends `reason` to a connection that will not be served, and closes it.
+    /// Sends `reason` to a connection that will not be served and lingers
+    /// until the client closes (at most [`refusal::LINGER_TIME`]; see
+    /// [`refusal`]), in the connection's thread. A close from outside
+    /// (shutdown, the reaper) ends the wait.
     pub fn refuse(&self, reason: &[u8]) {
-        let _ = (&self.stream).write_all(reason);
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let deadline = Instant::now() + refusal::LINGER_TIME;
+        refusal::linger(&self.stream, reason, deadline, &AtomicBool::new(false));
+    }
+
+    /// The socket of a connection no thread serves, for a refusal.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     /// Why the connection ended, given how its loop ended.

@@ -7,12 +7,16 @@
 //! the drain's length, it says how many should be closed by `now` and when
 //! the next close falls due. [`run`] is the edge that reads the clock, closes
 //! each connection through [`Connection::close`] (the same path as shutdown,
-//! so each finishes the reply it is writing) and logs.
+//! so each finishes the reply it is writing) and logs. It holds the
+//! connections only weakly, so that one that ends before its turn (its
+//! client left) gives back its descriptor and socket at once, and lets go of
+//! each as it closes it, rather than keeping them all to the drain's end.
 
 use super::connection::{CloseReason, Connection};
 use crossbeam::channel::{Receiver, RecvTimeoutError};
+use std::collections::VecDeque;
 use std::net::Shutdown;
-use std::sync::Arc;
+use std::sync::Weak;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -66,36 +70,38 @@ impl DrainSchedule {
     }
 }
 
-/// Closes `connections` (oldest activity first, as the registry lists them)
-/// on the schedule of a drain of `duration` starting now. Returns early when
+/// Closes `connections`, in the order given (the server gives the longest
+/// idle first), on the schedule of a drain of `duration` starting now. Returns early when
 /// every connection thread has ended (`threads_done` disconnects). `open` is
 /// the server's count of running connection threads, for the progress log.
 pub fn run(
-    connections: &[Arc<Connection>],
+    connections: Vec<Weak<Connection>>,
     duration: Duration,
     threads_done: &Receiver<()>,
     open: &AtomicUsize,
 ) {
     let start = Instant::now();
-    let schedule = DrainSchedule::new(start, duration, connections.len());
+    let total = connections.len();
+    let schedule = DrainSchedule::new(start, duration, total);
     log::info!(
-        "draining {} connections over {}",
-        connections.len(),
+        "draining {total} connections over {}",
         humantime::format_duration(duration)
     );
+    let mut connections = VecDeque::from(connections);
     let mut closed = 0;
     let mut next_progress = start + PROGRESS_EVERY;
     loop {
         let now = Instant::now();
         let due = schedule.due(now);
-        for conn in &connections[closed..due] {
-            conn.close(CloseReason::Drain, Shutdown::Read);
+        for conn in connections.drain(..due - closed) {
+            if let Some(conn) = conn.upgrade() {
+                conn.close(CloseReason::Drain, Shutdown::Read);
+            }
         }
         closed = due;
         if now >= next_progress {
             log::debug!(
-                "drain: {closed} of {} closed, {} still open",
-                connections.len(),
+                "drain: {closed} of {total} closed, {} still open",
                 open.load(Ordering::Relaxed)
             );
             next_progress += PROGRESS_EVERY;
@@ -112,9 +118,8 @@ pub fn run(
         }
     }
     log::info!(
-        "drain ended after {}: {closed} of {} connections closed by the drain",
+        "drain ended after {}: {closed} of {total} connections closed by the drain",
         humantime::format_duration(round_to_millis(start.elapsed())),
-        connections.len()
     );
 }
 

@@ -17,7 +17,7 @@
 //! Map of the server:
 //! - this module: the accept loop, the connection limit and shutdown.
 //! - [`connection`]: one client's read/echo loop, in its own thread.
-//! - [`timeout_queue`]: the FIFO of connections by last activity, pure data
+//! - [`timeout_queue`]: connections by deadline in a timing wheel, pure data
 //!   that takes `now` as an argument.
 //! - [`reaper`]: the registry of live connections and the thread that closes
 //!   expired ones.
@@ -25,6 +25,7 @@
 //!   by read, on top of the line protocol.
 //! - [`admission`]: what a connection passes before it is served: the PROXY
 //!   header, the per-address limit.
+//! - [`refusal`]: the lingering close that makes a refusal's line arrive.
 //! - [`drain`]: the schedule that spreads a drain's closes evenly.
 //! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
 //! - [`per_ip`]: the per-address connection limit.
@@ -45,6 +46,7 @@ pub mod metrics_http;
 pub mod per_ip;
 pub mod proxy_header;
 pub mod reaper;
+pub mod refusal;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
@@ -56,8 +58,9 @@ use log::Level;
 use metrics::{Metrics, Settings};
 use per_ip::AddressLimits;
 use reaper::{ConnId, Registry};
+use refusal::Lingerer;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -253,16 +256,14 @@ impl Server {
     pub fn drain(mut self, duration: Duration) -> Summary {
         self.close_listener();
         if !duration.is_zero() {
+            // The registry's order is arbitrary: the longest idle go first.
             let mut connections = Vec::new();
             self.shared
                 .registry
-                .for_each(|c| connections.push(c.clone()));
-            drain::run(
-                &connections,
-                duration,
-                &self.threads_done,
-                &self.shared.open,
-            );
+                .for_each(|c| connections.push((c.last_activity(), Arc::downgrade(c))));
+            connections.sort_by_key(|(last, _)| *last);
+            let connections = connections.into_iter().map(|(_, c)| c).collect();
+            drain::run(connections, duration, &self.threads_done, &self.shared.open);
         }
         self.shutdown()
     }
@@ -387,20 +388,34 @@ fn accept_loop(
     done: &Sender<()>,
 ) {
     let mut next_id: ConnId = 1;
+    let lingerer = match Lingerer::start() {
+        Ok(lingerer) => lingerer,
+        Err(e) => {
+            log::error!("cannot start the hb-linger thread: {e}; not accepting");
+            return;
+        }
+    };
     accept::until_stopped(listener, stop, "connection", |stream, peer| {
-        admit(shared, stream, peer, next_id, done);
+        admit(shared, &lingerer, stream, peer, next_id, done);
         next_id += 1;
     });
 }
 
 /// Starts a thread for a new connection, or refuses it with a reason.
-fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, done: &Sender<()>) {
+fn admit(
+    shared: &Arc<Shared>,
+    lingerer: &Lingerer,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: ConnId,
+    done: &Sender<()>,
+) {
     if shared.open.load(Ordering::Relaxed) >= shared.config.max_connections {
         shared.metrics.refused(RefuseReason::Full);
         if shared.conn_log.admit(Event::Refused(RefuseReason::Full)) {
             log::warn!("conn {id} from {peer} refused: server full");
         }
-        refuse(stream, SERVER_FULL);
+        lingerer.refuse(stream, SERVER_FULL);
         return;
     }
     // What the OS refuses is skipped and warned about once per process.
@@ -429,15 +444,12 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: ConnId, 
             }
             shared.registry.remove(id);
             shared.open.fetch_sub(1, Ordering::Relaxed);
-            conn.refuse(SERVER_BUSY);
+            // The failed spawn dropped the thread's clone: this is the last.
+            if let Ok(conn) = Arc::try_unwrap(conn) {
+                lingerer.refuse(conn.into_stream(), SERVER_BUSY);
+            }
         }
     }
-}
-
-/// Tells a refused client why, without blocking the accept loop on it.
-fn refuse(mut stream: TcpStream, reason: &[u8]) {
-    // A fresh socket's send buffer takes a short line without blocking.
-    let _ = stream.write_all(reason);
 }
 
 fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
@@ -457,10 +469,11 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         address,
     } = match admitted {
         Ok(admitted) => admitted,
-        Err(refused) => {
-            if let Some(reason) = refused {
+        Err(refusal) => {
+            if let Some(reason) = refusal.reason {
                 shared.metrics.refused(reason);
             }
+            conn.refuse(refusal.line);
             return;
         }
     };

@@ -166,3 +166,26 @@ fn drain_longer_than_an_hour_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+/// Issue 16: a connection whose client leaves during a drain, before its
+/// turn, gives back its descriptor at once, not at the drain's end.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_connection_that_ends_mid_drain_is_let_go_at_once() {
+    const CONNECTIONS: usize = 40;
+    let mut server = ServerProcess::start(&["--drain", "60s"]);
+    let mut clients = open_served(server.addr, CONNECTIONS);
+    server.signal("TERM");
+    server.wait_log(&format!("draining {CONNECTIONS} connections over 1m"));
+    let during = open_fds(server.pid());
+    // The last ones are the drain's last turns, a minute away.
+    let leaving = clients.split_off(CONNECTIONS / 2);
+    drop(leaving);
+    wait_for(
+        "the server to close the descriptors of the clients that left",
+        || open_fds(server.pid()) + CONNECTIONS / 2 <= during,
+    );
+    drop(clients);
+    server.signal("KILL");
+    server.wait_exit(PATIENCE);
+}
