@@ -172,11 +172,6 @@ fn the_bounds_are_checked() {
             Some(("HB_HEARTBEAT_IDLE_MAX", "soon")),
             "HB_HEARTBEAT_IDLE_MAX",
         ),
-        (
-            &["--find-idle-timeout", "--adaptive-heartbeat"][..],
-            None,
-            "cannot be used with",
-        ),
     ] {
         let mut command = launcher("HB_TEST_CLIENT_CMD", env!("CARGO_BIN_EXE_hb-client"));
         if let Some((var, value)) = env {

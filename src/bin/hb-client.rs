@@ -97,14 +97,13 @@ struct Args {
     reconnect_max: Duration,
 
     /// Measure the longest silence the path to --connect holds (on probe
-    /// connections), print it, and exit
-    #[arg(long, conflicts_with = "adaptive_heartbeat")]
+    /// connections), print it, and exit; the session's flags are ignored
+    #[arg(long)]
     find_idle_timeout: bool,
 
     /// Learn the path's idle timeout on probe connections beside the session
     /// and keep the heartbeat idle at 90 % of the longest silence that held
-    #[arg(long, env = "HB_ADAPTIVE_HEARTBEAT", value_name = "BOOL", num_args = 0..=1,
-          default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, env = "HB_ADAPTIVE_HEARTBEAT")]
     adaptive_heartbeat: bool,
 
     /// With --adaptive-heartbeat: the shortest heartbeat idle, and the one
