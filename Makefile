@@ -95,8 +95,8 @@ faults-report:
 # The idle-timeout search of --find-idle-timeout (issue 18), measured behind
 # conntrack black holes of 5, 8, 15 and 30 s in network namespaces (root,
 # iproute2, nftables) and simulated on 350 s and 30 min paths: rewrites
-# docs/idle-timeout.md's table and draws docs/idle-timeout.svg (about two
-# minutes). The black-hole tests themselves (tests/idle_timeout.rs, about
+# the table in docs/idle-timeout.md and README.md, and draws
+# docs/idle-timeout.svg (about 80 s). The black-hole tests themselves (tests/idle_timeout.rs, about
 # 75 s, their scenarios side by side) are part of `make test`.
 idle-report:
 	$(CARGO) test --test idle_timeout -- --ignored --exact idle_report --nocapture

@@ -297,7 +297,13 @@ fn adaptive(lab: &Lab, args: &[&str], losses_allowed: usize) -> Result<(String, 
     let mut client = ClientProcess::spawn(client_command(lab), server.addr, &all);
     let started = Instant::now();
     let limit = started + SETTLE_LIMIT + HOLD;
-    let mut timeline = Timeline::new();
+    // The idle it starts with, `--heartbeat-idle`.
+    let initial = args
+        .iter()
+        .skip_while(|a| **a != "--heartbeat-idle")
+        .nth(1)
+        .and_then(|v| v.strip_suffix('s')?.parse().ok());
+    let mut timeline: Timeline = vec![(0.0, initial)];
     let mut losses = 0;
     // The last settled idle and when it was logged.
     let mut settled_at: Option<(f64, Instant)> = None;
@@ -416,8 +422,8 @@ impl Row {
 /// [`REPORT_FIREWALLS`] (side by side, each in its own namespaces, the
 /// server without keepalive or idle timeout so the firewall alone is
 /// measured), simulates 350 s and 30 min paths, and runs the adaptive
-/// client from 20 s for the chart; writes docs/idle-timeout.md's table and
-/// docs/idle-timeout.svg.
+/// client from 20 s for the chart; writes the table into
+/// docs/idle-timeout.md and README.md, and draws docs/idle-timeout.svg.
 #[test]
 #[ignore = "about two minutes, and rewrites docs: make idle-report"]
 fn idle_report() {
@@ -501,14 +507,17 @@ fn idle_report() {
         table.push_str(&row.markdown(timeout.as_secs_f64()));
     }
     println!("{table}");
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-    let page = docs.join("idle-timeout.md");
-    let doc = std::fs::read_to_string(&page).expect("read docs/idle-timeout.md");
-    let (Some(begin), Some(end)) = (doc.find(REPORT_BEGIN), doc.find(REPORT_END)) else {
-        panic!("docs/idle-timeout.md lacks the report markers");
-    };
-    let updated = format!("{}{REPORT_BEGIN}\n{table}{}", &doc[..begin], &doc[end..]);
-    std::fs::write(&page, updated).expect("write docs/idle-timeout.md");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for page in ["docs/idle-timeout.md", "README.md"] {
+        let path = root.join(page);
+        let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {page}: {e}"));
+        let (Some(begin), Some(end)) = (doc.find(REPORT_BEGIN), doc.find(REPORT_END)) else {
+            panic!("{page} lacks the report markers");
+        };
+        let updated = format!("{}{REPORT_BEGIN}\n{table}{}", &doc[..begin], &doc[end..]);
+        std::fs::write(&path, updated).unwrap_or_else(|e| panic!("write {page}: {e}"));
+    }
+    let docs = root.join("docs");
     chart::draw(
         &timeline,
         f64::from(FIREWALL_SECS),

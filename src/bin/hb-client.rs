@@ -14,6 +14,13 @@
 //! exponential backoff with full jitter (`client::reconnect`,
 //! `client::backoff`).
 //!
+//! `--find-idle-timeout` measures the longest silence the path holds on
+//! probe connections (`client::probe`, `client::idle_search`), prints
+//! `idle timeout of the path: ...` and exits 0 (1 when it cannot connect or
+//! its probes keep failing, 130 on a signal). `--adaptive-heartbeat` runs
+//! the same search beside the session and keeps its heartbeat idle under
+//! what it finds (`client::adaptive`).
+//!
 //! Exit codes:
 //! - 0: stdin ended and the server closed the connection after sending every
 //!   reply (or stdout was closed by its reader); with `--reconnect`, also
