@@ -19,7 +19,8 @@
 //! ([`tolerance`]), or `max` held (the path holds longer than the search
 //! may look). A failure makes every longer probe in flight pointless, so
 //! the caller is told to cancel them. Silences are on a 100 ms grid, the
-//! precision worth having for timeouts of seconds and more.
+//! precision worth having for timeouts of seconds and more; a failure
+//! during a silence (a close) is rounded up to it.
 //!
 //! A path can change while it is searched (another network, a NAT
 //! rebooted). Outcomes that contradict the bracket (a failure at or below a
@@ -198,6 +199,9 @@ impl IdleSearch {
             }
             ProbeOutcome::Failed(after) => {
                 self.inconclusive_in_row = 0;
+                // A close during the silence comes at any instant; a
+                // silence a little longer fails too.
+                let after = on_grid_up(after);
                 if after <= self.bracket.held {
                     // The path got shorter: what held is old news.
                     self.bracket.held = Duration::ZERO;
@@ -309,6 +313,12 @@ impl IdleSearch {
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
+}
+
+/// `d` rounded up to the probe grid.
+fn on_grid_up(d: Duration) -> Duration {
+    let steps = d.as_nanos().div_ceil(GRID.as_nanos());
+    GRID * u32::try_from(steps).unwrap_or(u32::MAX)
 }
 
 /// `d` rounded down to the probe grid, and at least one step of it.
@@ -582,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn a_close_during_the_silence_gives_the_failing_end_exactly() {
+    fn a_close_during_the_silence_gives_the_failing_end_up_to_the_grid() {
         let base = Instant::now();
         let mut search = IdleSearch::new(settings(TEN_MINUTES), base);
         let probes = search.next_probes();
@@ -595,7 +605,7 @@ mod tests {
             search.bracket(),
             Bracket {
                 held: secs(4.0),
-                failed: Some(secs(6.004))
+                failed: Some(secs(6.1))
             }
         );
         let round: Vec<f64> = search
@@ -603,7 +613,12 @@ mod tests {
             .iter()
             .map(|p| p.silence.as_secs_f64())
             .collect();
-        assert_eq!(round, [4.0, 4.6, 5.3]);
+        assert_eq!(round, [4.0, 4.7, 5.4]);
+        // A close a hair early (half a round trip) is the grid step itself.
+        let mut search = IdleSearch::new(settings(TEN_MINUTES), base);
+        let first = search.next_probes()[0];
+        search.on_outcome(first.id, ProbeOutcome::Failed(secs(0.9996)), base);
+        assert_eq!(search.bracket().failed, Some(secs(1.0)));
     }
 
     #[test]
