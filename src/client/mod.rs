@@ -567,9 +567,11 @@ impl<W: Write> Session<W> {
                 recv(timer) -> _ => self.on_timer()?,
                 recv(learned) -> result => {
                     learned = channel::never();
-                    if let (Ok(result), Some(learner)) = (result, learner.as_deref_mut())
-                        && let Some(idle) = learner.on_result(result)
-                    {
+                    let changed = match (result, learner.as_deref_mut()) {
+                        (Ok(result), Some(learner)) => learner.on_result(result),
+                        _ => None,
+                    };
+                    if let Some(idle) = changed {
                         self.policy.set_idle(idle);
                         self.heartbeat_idle = Some(idle);
                     }

@@ -385,9 +385,8 @@ impl Run<'_> {
     }
 
     fn join(&mut self, id: u64) {
-        if let Some(handle) = self.threads.remove(&id)
-            && handle.join().is_err()
-        {
+        let joined = self.threads.remove(&id).map(JoinHandle::join);
+        if matches!(joined, Some(Err(_))) {
             log::error!("a probe thread panicked");
         }
     }
