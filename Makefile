@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 OS_TARGETS = x86_64-pc-windows-gnu x86_64-apple-darwin
 
-.PHONY: build run-server run-client test test-windows lint check-os bench bench-echo bench-metrics memory capacity faults faults-report hardening-full idle-report
+.PHONY: build run-server run-client test test-windows lint check-os bench bench-reaper bench-echo bench-metrics memory capacity faults faults-report hardening-full restart-storm idle-report
 
 build:
 	$(CARGO) build --release
@@ -41,6 +41,23 @@ test-windows:
 bench:
 	$(CARGO) bench --bench timeout_queue
 	scripts/bench.sh
+	$(MAKE) bench-reaper
+
+# Issue 16's table: the in-process server's CPU over 20 s with 5,000 and
+# 12,000 connections heartbeating every 5 s, reaper on (--idle-timeout 15s)
+# and off, and the registry lock's share of the time (about 5 minutes;
+# HB_REAPER_SIZES="12000" for one size). Each side holds up to 12,000
+# sockets, so the descriptor limit is raised first.
+bench-reaper:
+	ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	$(CARGO) test --release --test capacity -- --ignored --exact \
+	  reaper_cpu_with_heartbeating_connections_on_and_off --nocapture
+
+# The restart of 10,000 and 100,000 --reconnect clients, simulated with
+# hb-client's backoff (tests/restart_storm.rs): prints the table of
+# docs/deployment.md and draws docs/restart-storm.svg (seconds).
+restart-storm:
+	$(CARGO) test --release --test restart_storm -- --ignored --exact restart_storm_report --nocapture
 
 # The metrics' cost (issue 11): the 50-client echo with metrics off and on,
 # alternated, and the scrape time with 10,000 connections open

@@ -194,3 +194,93 @@ fn holds_19900_heartbeating_connections_for_60s_and_refuses_cleanly_at_the_edge(
     assert_eq!(echo["mismatches"], 0, "{echo}");
     assert_eq!(echo["io_errors"], 0, "{echo}");
 }
+
+/// This process's CPU time so far, user and system: the in-process server's
+/// threads, the test's own thread being asleep.
+#[cfg(target_os = "linux")]
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage, for RUSAGE_SELF.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Issue 16's table: the server's CPU over 20 s, once past the first timeout
+/// period, with N connections (held by hb-bench, another process) sending
+/// `HeartBeat` every 5 s at evenly spread phases, the reaper on
+/// (`--idle-timeout 15s`) and off; and the share of that time the registry
+/// lock was held. The numbers are printed for docs/benchmarks.md; the test
+/// checks only that nothing was reaped (the heartbeats keep every
+/// connection alive) and that the 5 s heartbeats were answered. Run by
+/// `make bench` (HB_REAPER_SIZES changes the sizes, e.g. "12000").
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "up to 24,000 sockets for minutes: run by `make bench`"]
+fn reaper_cpu_with_heartbeating_connections_on_and_off() {
+    const TIMEOUT: Duration = Duration::from_secs(15);
+    const WINDOW: Duration = Duration::from_secs(20);
+    tcp_heartbeat::fdlimit::raise_nofile_limit().expect("raise the open-file limit");
+    let sizes: Vec<usize> = std::env::var("HB_REAPER_SIZES")
+        .unwrap_or_else(|_| "5000 12000".into())
+        .split_whitespace()
+        .map(|n| n.parse().expect("HB_REAPER_SIZES: numbers"))
+        .collect();
+    for n in sizes {
+        let mut cpu = Vec::new();
+        for timeout in [None, Some(TIMEOUT)] {
+            let server = start_server(timeout, n + 100);
+            let hold = (CONNECT_PATIENCE + TIMEOUT + WINDOW).as_secs().to_string();
+            let clients = spawn_bench(
+                server.local_addr(),
+                &[
+                    "idle",
+                    "-c",
+                    &n.to_string(),
+                    "--heartbeat",
+                    "5s",
+                    "-d",
+                    &hold,
+                ],
+            );
+            wait_long("the connections", CONNECT_PATIENCE, || {
+                server.stats().open == n
+            });
+            // The measurement is the point of the wait: one timeout period
+            // for the queue to reach its steady state, then the window.
+            thread::sleep(TIMEOUT);
+            let (cpu_before, lock_before, start) =
+                (process_cpu(), server.registry_lock_held(), Instant::now());
+            thread::sleep(WINDOW);
+            let used = process_cpu() - cpu_before;
+            let held = server.registry_lock_held() - lock_before;
+            let wall = start.elapsed();
+            let stats = server.stats();
+            assert_eq!(stats.summary.reaped, 0, "heartbeating connections reaped");
+            assert_eq!(stats.open, n, "connections lost during the window");
+            let label = timeout.map_or("--idle-timeout 0".into(), |t| {
+                format!("--idle-timeout {}s", t.as_secs())
+            });
+            println!(
+                "{n} connections, {label}: server CPU {:.2} s over {:.1} s; registry lock held \
+                 {:.1} ms ({:.4} % of the time)",
+                used.as_secs_f64(),
+                wall.as_secs_f64(),
+                held.as_secs_f64() * 1e3,
+                100.0 * held.as_secs_f64() / wall.as_secs_f64()
+            );
+            cpu.push(used);
+            let mut clients = clients;
+            clients.kill().expect("kill hb-bench");
+            clients.wait().expect("reap hb-bench");
+            drop(server);
+        }
+        println!(
+            "{n} connections: reaper on / off = {:.2}",
+            cpu[1].as_secs_f64() / cpu[0].as_secs_f64()
+        );
+    }
+}

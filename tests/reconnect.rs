@@ -611,3 +611,90 @@ fn the_rest_of_a_line_cut_by_the_loss_is_dropped() {
     assert_eq!(String::from_utf8_lossy(&client.output), "NEXT\n");
     assert_eq!(status.code(), Some(0), "stderr: {:?}", client.logged);
 }
+
+/// Issue 16: against a full server, and against one at its per-address
+/// limit, each refusal is a failed attempt: the attempt numbers count up,
+/// the waits stay under the doubling caps, and `--reconnect-attempts` ends
+/// it with exit 1 and the server's words. (A refusal used to reset the
+/// counter, so the client reconnected at attempt 1 forever.)
+#[test]
+fn refusals_are_failed_attempts_that_back_off() {
+    let (min, max, attempts) = (ms(100), ms(800), 4);
+    let cases = [
+        (["--max-connections", "1"], "server full"),
+        (
+            ["--max-connections-per-ip", "1"],
+            "too many connections from your address",
+        ),
+    ];
+    for (args, reason) in cases {
+        let server = ServerProcess::start(&args);
+        let mut holder = common::connect(server.addr);
+        common::round_trip(&mut holder, b"hold\n", b"HOLD\n");
+        let client = TimedClient::start(
+            server.addr,
+            &[
+                "--reconnect",
+                "--reconnect-min",
+                "100ms",
+                "--reconnect-max",
+                "800ms",
+                "--reconnect-attempts",
+                "4",
+            ],
+        );
+        let (status, _, lines) = client.finish(PATIENCE);
+        assert_eq!(status.code(), Some(1), "stderr: {lines:#?}");
+        let refused = format!("refused by the server: {reason}");
+        assert_eq!(
+            lines.last().map(|(_, l)| l.as_str()),
+            Some(format!("hb-client: {refused}").as_str()),
+            "stderr: {lines:#?}"
+        );
+        let refusals: Vec<Instant> = lines
+            .iter()
+            .filter(|(_, l)| l.contains("WARN") && l.ends_with(&refused))
+            .map(|(at, _)| *at)
+            .collect();
+        let announced = announced_waits(&lines);
+        assert_eq!(announced.len(), attempts, "stderr: {lines:#?}");
+        assert_eq!(refusals.len(), attempts + 1, "stderr: {lines:#?}");
+        assert_gaps_within_caps(&refusals, &announced, min, max);
+    }
+}
+
+/// Issue 16: a line typed while the server refuses is held, not printed
+/// nor lost: it goes to each attempt, and once the server has room it is
+/// answered. stdout holds that reply and nothing of the refusals.
+#[test]
+fn a_line_held_while_refused_is_answered_once_the_server_has_room() {
+    let server = ServerProcess::start(&["--max-connections", "1"]);
+    let mut holder = common::connect(server.addr);
+    common::round_trip(&mut holder, b"hold\n", b"HOLD\n");
+    let mut client = ClientProcess::start(
+        server.addr,
+        &[
+            "--reconnect",
+            "--reconnect-min",
+            "50ms",
+            "--reconnect-max",
+            "100ms",
+        ],
+    );
+    client.wait_log("refused by the server: server full");
+    client.send(b"hello\n");
+    // Two refusals after the line was typed: at least one attempt sent it.
+    client.wait_log("refused by the server: server full");
+    client.wait_log("refused by the server: server full");
+    drop(holder);
+    client.wait_output(b"HELLO\n");
+    client.close_stdin();
+    let status = client.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(0), "stderr: {:?}", client.logged);
+    assert_eq!(String::from_utf8_lossy(&client.output), "HELLO\n");
+    assert!(
+        !client.has_logged("sent without a reply"),
+        "a refused connection's line is not lost: {:?}",
+        client.logged
+    );
+}

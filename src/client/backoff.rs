@@ -108,7 +108,9 @@ impl<J: Jitter> Backoff<J> {
         {
             return None;
         }
-        self.attempts += 1;
+        // Saturates: with unlimited attempts the count may run for ever;
+        // past 2^32 attempts every cap is `max` anyway.
+        self.attempts = self.attempts.saturating_add(1);
         let delay = self.jitter.draw(self.settings.cap(self.attempts));
         Some(Attempt {
             number: self.attempts,
@@ -117,8 +119,8 @@ impl<J: Jitter> Backoff<J> {
         })
     }
 
-    /// A byte came from the server: the connection works, and the next loss
-    /// starts over at attempt 1.
+    /// Something other than a refusal came from the server: the connection
+    /// works, and the next loss starts over at attempt 1.
     pub fn on_received(&mut self) {
         self.attempts = 0;
     }
@@ -231,5 +233,16 @@ mod tests {
     #[test]
     fn no_jitter_waits_the_whole_cap() {
         assert_eq!(NoJitter.draw(ms(1234)), ms(1234));
+    }
+
+    #[test]
+    fn the_attempt_count_saturates_instead_of_overflowing() {
+        let base = Instant::now();
+        let mut backoff = Backoff::new(settings(100, 5000, None), NoJitter);
+        backoff.attempts = u32::MAX - 1;
+        for _ in 0..3 {
+            let attempt = backoff.next_attempt(base).expect("never gives up");
+            assert_eq!((attempt.number, attempt.delay), (u32::MAX, ms(5000)));
+        }
     }
 }

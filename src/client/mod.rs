@@ -26,6 +26,8 @@
 //!   that takes `now` as an argument.
 //! - [`replies`]: matching the server's replies to the client's requests, so
 //!   a heartbeat's reply is hidden; no I/O.
+//! - [`refusal`]: telling a refusal (`ERR server full`) from replies, so it
+//!   never reaches stdout nor counts as a working connection; no I/O.
 //! - [`round_trips`]: heartbeat round-trip times and the session's figures,
 //!   pure state that takes `now` as an argument.
 //! - [`reconnect`]: `--reconnect`, the loop of sessions over one stdin that
@@ -44,6 +46,7 @@ pub mod heartbeat;
 pub mod idle_search;
 pub mod probe;
 pub mod reconnect;
+pub mod refusal;
 pub mod replies;
 pub mod round_trips;
 
@@ -54,6 +57,7 @@ use crate::wake;
 use adaptive::{AdaptiveSettings, Learner};
 use crossbeam::channel::{self, Receiver, Sender};
 use heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
+use refusal::{FirstLine, Verdict};
 use replies::{ReplyMatcher, Request};
 use round_trips::RoundTrips;
 use std::fmt;
@@ -122,6 +126,9 @@ pub enum ClientError {
     /// The server answered none of the heartbeats, or accepted no write for
     /// the whole give-up time.
     Unresponsive { silent_for: Duration },
+    /// The server refused the connection with an `ERR` line (see
+    /// [`refusal`]); its reason.
+    Refused(String),
     /// Reading stdin failed.
     Input(io::Error),
     /// Writing stdout failed.
@@ -159,6 +166,7 @@ impl fmt::Display for ClientError {
                 "server unresponsive: nothing received for {}",
                 display_duration(*silent_for)
             ),
+            Self::Refused(reason) => write!(f, "refused by the server: {reason}"),
             Self::Input(e) => write!(f, "cannot read stdin: {e}"),
             Self::Output(e) => write!(f, "cannot write stdout: {e}"),
             Self::Spawn(e) => write!(f, "cannot start a thread: {e}"),
@@ -314,16 +322,30 @@ fn run_session<W: Write>(
         received_any: false,
         stdin_open: true,
         server_closed: false,
+        first_line: FirstLine::default(),
+        line_sent: false,
+        held_sent: None,
+        sent_more_than_held: false,
     };
     let result = session.coordinate(carry, link, socket_events, written);
     if log::log_enabled!(log::Level::Debug) {
         log::debug!("{}", session.round_trips.summary());
     }
     carry.discard_line = session.mid_line || session.discard_line;
+    let mut unanswered_lines = session.replies.unanswered_lines();
+    // A refusing server discarded what it was sent: the piece held for this
+    // connection, if it was all that went, is held again for the next.
+    if matches!(result, Err(ClientError::Refused(_))) && !session.sent_more_than_held {
+        if let Some(piece) = session.held_sent.take() {
+            carry.held = Some(piece);
+            carry.discard_line = false;
+            unanswered_lines = 0;
+        }
+    }
     let end = SessionEnd {
         result,
         received_any: session.received_any,
-        unanswered_lines: session.replies.unanswered_lines(),
+        unanswered_lines,
         stdin_open: session.stdin_open,
         silent_for: session.policy.silent_for(Instant::now()),
     };
@@ -505,6 +527,14 @@ struct Session<W> {
     /// The server closed after stdin ended, while the writer was still
     /// sending; the session finishes when the writer is done.
     server_closed: bool,
+    /// Watches the server's first line for a refusal.
+    first_line: FirstLine,
+    /// A user line was sent, so an echo may come (see [`refusal`]).
+    line_sent: bool,
+    /// The piece held from the last connection, as sent on this one.
+    held_sent: Option<Vec<u8>>,
+    /// Stdin pieces were sent besides the held one.
+    sent_more_than_held: bool,
 }
 
 impl<W: Write> Session<W> {
@@ -524,7 +554,9 @@ impl<W: Write> Session<W> {
         // Stands in for stdin while the writer lags.
         let paused = channel::never();
         if let Some(piece) = carry.held.take() {
+            self.held_sent = Some(piece.clone());
             self.send_user(piece)?;
+            self.sent_more_than_held = false;
         }
         loop {
             if self.server_closed && self.unwritten == 0 {
@@ -551,7 +583,7 @@ impl<W: Write> Session<W> {
                     }
                 },
                 recv(socket_events) -> event => match event {
-                    Ok(SocketEvent::Data(bytes)) => self.show(&bytes)?,
+                    Ok(SocketEvent::Data(bytes)) => self.received(&bytes)?,
                     Ok(SocketEvent::Closed) => {
                         self.closed()?;
                         socket_events = channel::never();
@@ -596,6 +628,8 @@ impl<W: Write> Session<W> {
         if !self.mid_line {
             self.replies.sent(Request::Line);
         }
+        self.line_sent = true;
+        self.sent_more_than_held = true;
         self.mid_line = !piece.ends_with(b"\n");
         self.hand_over(Outgoing::Data(piece))
     }
@@ -606,6 +640,16 @@ impl<W: Write> Session<W> {
         log::info!("stdin ended; waiting for the remaining replies");
         self.stdin_open = false;
         self.hand_over(Outgoing::ShutDown)
+    }
+
+    /// The server's bytes: a refusal (see [`refusal`]) ends the session;
+    /// replies are shown.
+    fn received(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        match self.first_line.feed(bytes, self.line_sent) {
+            Verdict::Undecided => Ok(()),
+            Verdict::Refused(reason) => Err(ClientError::Refused(reason)),
+            Verdict::Replies(replies) => self.show(&replies),
+        }
     }
 
     fn show(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
@@ -648,6 +692,11 @@ impl<W: Write> Session<W> {
     /// session finishes once the writer has sent everything (or fails if it
     /// cannot).
     fn closed(&mut self) -> Result<(), ClientError> {
+        match self.first_line.closed(self.line_sent) {
+            Verdict::Refused(reason) => return Err(ClientError::Refused(reason)),
+            Verdict::Replies(held) if !held.is_empty() => self.show(&held)?,
+            _ => {}
+        }
         self.replies.finish();
         if self.stdin_open {
             return Err(ClientError::ServerClosed {

@@ -19,7 +19,7 @@
 //! search).
 
 use super::idle_search::{Bracket, IdleSearch, Probe, ProbeOutcome, SearchSettings, State};
-use super::{ClientConfig, ClientError, connect};
+use super::{ClientConfig, ClientError, connect, refusal};
 use crate::config::display_duration;
 use crate::protocol::HEARTBEAT;
 use crate::sockopt::SocketOptions;
@@ -102,9 +102,9 @@ fn open(addr: &str, config: &ClientConfig) -> Result<ProbeConnection, Failure> {
     let reply = exchange(&stream, sent + config.connect_timeout)
         .map_err(|e| Failure::Other(format!("first heartbeat: {e}")))?;
     match reply {
-        Some(line) if line.starts_with(b"ERR ") => Err(Failure::Other(format!(
+        Some(line) if line.starts_with(refusal::PREFIX) => Err(Failure::Other(format!(
             "refused: {}",
-            String::from_utf8_lossy(&line[4..]).trim_end()
+            String::from_utf8_lossy(&line[refusal::PREFIX.len()..]).trim_end()
         ))),
         Some(_) => Ok(ProbeConnection {
             stream: Arc::new(stream),

@@ -108,6 +108,7 @@ fn worth_retrying(error: &ClientError) -> bool {
     match error {
         ClientError::Connect { source, .. } => source.kind() != ErrorKind::InvalidInput,
         ClientError::ServerClosed { .. }
+        | ClientError::Refused(_)
         | ClientError::ConnectionLost(_)
         | ClientError::Unresponsive { .. } => true,
         ClientError::Input(_) | ClientError::Output(_) | ClientError::Spawn(_) => false,

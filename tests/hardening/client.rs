@@ -65,17 +65,20 @@ fn garbage_then_close_is_printed_as_is_and_exits_1() {
     );
 }
 
+/// Issue 16: a refusal is not a reply. It never reaches stdout, stderr
+/// says so in the server's words, and the exit code is 1.
 #[test]
-fn err_server_full_from_the_real_server_is_printed_and_exits_1() {
+fn err_server_full_from_the_real_server_is_a_refusal_not_output() {
     let server = ServerProcess::start(&["--max-connections", "1"]);
     let mut holder = connect(server.addr);
     round_trip(&mut holder, b"hold\n", b"HOLD\n");
     let mut client = ClientProcess::start(server.addr, &[]);
+    client.send(b"a line sent before the refusal is read\n");
     let status = client.wait_exit(PATIENCE);
     assert_eq!(status.code(), Some(1), "stderr: {:?}", client.logged);
-    assert_eq!(String::from_utf8_lossy(&client.output), "ERR server full\n");
+    assert_eq!(String::from_utf8_lossy(&client.output), "");
     assert!(
-        client.has_logged("hb-client: server closed the connection"),
+        client.has_logged("hb-client: refused by the server: server full"),
         "stderr: {:?}",
         client.logged
     );
