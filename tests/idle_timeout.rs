@@ -525,3 +525,21 @@ fn idle_report() {
     )
     .expect("draw docs/idle-timeout.svg");
 }
+
+#[test]
+fn find_idle_timeout_on_a_full_server_exits_1_and_says_why() {
+    let server = ServerProcess::start(&["--max-connections", "1", "-q"]);
+    // Admitted (answered) before the client starts, so every probe is the
+    // one too many.
+    let mut holder = connect(server.addr);
+    round_trip(&mut holder, b"HeartBeat\n", b"OK\n");
+    let mut client = ClientProcess::start(server.addr, &["--find-idle-timeout"]);
+    let status = client.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(1), "{:?}", client.logged);
+    assert!(client.output.is_empty());
+    assert!(
+        client.has_logged("probe connections keep failing: refused: server full"),
+        "{:?}",
+        client.logged
+    );
+}
