@@ -543,3 +543,45 @@ fn find_idle_timeout_on_a_full_server_exits_1_and_says_why() {
         client.logged
     );
 }
+
+/// The server's own idle timeout is part of the path: an adaptive client
+/// from 20 s is closed at 6 s of silence until its learner has bracketed
+/// it, then settles under it and holds (no root needed).
+#[test]
+fn adaptive_heartbeat_settles_under_the_servers_idle_timeout() {
+    let server = ServerProcess::start(&["--idle-timeout", "6s", "-q"]);
+    let mut client = ClientProcess::start(
+        server.addr,
+        &[
+            "--adaptive-heartbeat",
+            "--heartbeat-idle",
+            "20s",
+            "--reconnect",
+        ],
+    );
+    let line = client.wait_log_within("heartbeat idle now", Duration::from_secs(40));
+    let (idle, learned) = idle_now(&line).unwrap_or_else(|| panic!("unexpected {line:?}"));
+    assert!(learned, "{line}");
+    // 90 % of what held (at least 5.3 s) is under the 5 s minimum, which
+    // held, so the minimum it is.
+    assert!((4.7..6.0).contains(&idle), "{line}");
+    let losses_before = client
+        .logged
+        .iter()
+        .filter(|l| l.contains("reconnecting in"))
+        .count();
+    // Three heartbeats' worth: any loss now would be a wrong interval.
+    let deadline = Instant::now() + Duration::from_secs(16);
+    while let Some(line) = client.next_log(deadline) {
+        assert!(
+            !line.contains("reconnecting in"),
+            "lost after settling: {:?}",
+            client.logged
+        );
+    }
+    client.send(b"still there\n");
+    client.wait_output(b"STILL THERE\n");
+    // Closed after each 6 s of silence (plus the backoff) while learning,
+    // which takes about 17 s.
+    assert!(losses_before <= 4, "{:?}", client.logged);
+}
