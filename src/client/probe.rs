@@ -234,16 +234,20 @@ fn hold(conn: &ProbeConnection, silence: Duration) -> (ProbeOutcome, String) {
         }
     }
     let reply_timeout = (conn.round_trip * REPLY_ROUND_TRIPS).max(REPLY_TIMEOUT_MIN);
+    // A busy machine may send the heartbeat late: what failed is the
+    // silence it was actually sent after (what held is at least `silence`).
+    let sent_after = conn.last_received.elapsed().max(silence);
+    let failed = |how: String| {
+        let detail = format!("failed after {} ({how})", display_duration(sent_after));
+        (ProbeOutcome::Failed(sent_after), detail)
+    };
     match exchange(stream, Instant::now() + reply_timeout) {
         Ok(Some(_)) => (ProbeOutcome::Held, "held".to_string()),
-        Ok(None) => (
-            ProbeOutcome::Failed(silence),
-            format!(
-                "failed (no reply within {})",
-                display_duration(reply_timeout)
-            ),
-        ),
-        Err(e) => (ProbeOutcome::Failed(silence), format!("failed ({e})")),
+        Ok(None) => failed(format!(
+            "no reply within {}",
+            display_duration(reply_timeout)
+        )),
+        Err(e) => failed(e.to_string()),
     }
 }
 
