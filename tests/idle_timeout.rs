@@ -112,16 +112,18 @@ fn find_idle_timeout_brackets_the_servers_own_idle_timeout() {
     } = find(client, server.addr);
     let failed = failed.expect("a silence failed");
     // The server closes 6 s after the last byte it received, which is half
-    // a round trip before the client's last byte; its reaper is at most a
-    // few milliseconds late.
+    // a round trip before the client's last byte, and the close is rounded
+    // up to the search's 100 ms grid; the reaper is never early, and late
+    // by more than half a second only on a machine far busier than this
+    // test allows for.
     assert!(
-        held < 6.0 && (5.9..6.2).contains(&failed),
+        held < 6.0 && (5.9..6.6).contains(&failed),
         "{held} .. {failed}"
     );
     assert!(failed - held <= 1.0, "bracket too wide: {held} .. {failed}");
     // The exponential round fails at 6 s; at most two rounds of probes
-    // shorter than 6 s follow.
-    assert!(took < Duration::from_secs(25), "took {took:?}");
+    // shorter than 6 s follow (about 12 s).
+    assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
 #[test]
