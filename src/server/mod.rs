@@ -184,9 +184,13 @@ impl Server {
         let (stop_tx, stop_rx) = channel::bounded::<()>(0);
         let (done_tx, done_rx) = channel::bounded::<()>(0);
         let acceptor_shared = shared.clone();
+        // Started here rather than by the acceptor, so that the server's
+        // threads are all running once `start` returns; the acceptor owns
+        // it and joins it as it ends.
+        let lingerer = Lingerer::start()?;
         let acceptor = thread::Builder::new()
             .name("hb-accept".into())
-            .spawn(move || accept_loop(&listener, &acceptor_shared, &stop_rx, &done_tx));
+            .spawn(move || accept_loop(&listener, &acceptor_shared, &lingerer, &stop_rx, &done_tx));
         let mut server = Server {
             local_addr,
             shared,
@@ -384,19 +388,13 @@ fn wake_acceptor(addr: SocketAddr) {
 fn accept_loop(
     listener: &TcpListener,
     shared: &Arc<Shared>,
+    lingerer: &Lingerer,
     stop: &Receiver<()>,
     done: &Sender<()>,
 ) {
     let mut next_id: ConnId = 1;
-    let lingerer = match Lingerer::start() {
-        Ok(lingerer) => lingerer,
-        Err(e) => {
-            log::error!("cannot start the hb-linger thread: {e}; not accepting");
-            return;
-        }
-    };
     accept::until_stopped(listener, stop, "connection", |stream, peer| {
-        admit(shared, &lingerer, stream, peer, next_id, done);
+        admit(shared, lingerer, stream, peer, next_id, done);
         next_id += 1;
     });
 }
