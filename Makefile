@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 OS_TARGETS = x86_64-pc-windows-gnu x86_64-apple-darwin
 
-.PHONY: build run-server run-client test test-windows lint check-os bench bench-reaper bench-echo bench-metrics memory capacity faults faults-report hardening-full restart-storm idle-timeout idle-report
+.PHONY: build run-server run-client test test-windows lint check-os bench bench-reaper bench-echo bench-metrics memory capacity faults faults-report hardening-full restart-storm hardening-trust fuzz idle-timeout idle-report
 
 build:
 	$(CARGO) build --release
@@ -123,3 +123,32 @@ idle-timeout:
 # docs/idle-timeout.svg (about 80 s).
 idle-report:
 	$(CARGO) test --test idle_timeout -- --ignored --exact idle_report --nocapture
+
+# Issue 17's before/after numbers (docs/hardening.md), in release: the peak
+# memory of 1,000 connections announcing 60 KiB PROXY headers, and a scrape's
+# time behind 20 stalled connections. HB_TEST_SERVER_CMD=path measures
+# another build (the "before" column).
+hardening-trust:
+	ulimit -n 8192 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	$(CARGO) test --release --test trust measure -- --ignored --nocapture --test-threads 1
+
+# The coverage-guided fuzz targets (fuzz/, cargo-afl on stable Rust): the
+# line protocol, the PROXY header reader and the metrics request reader,
+# FUZZ_SECONDS each (40 by default: two minutes in all), each started from
+# the seeds of tests/fuzz/seeds.rs. Fails if afl saved a crash (they stay in
+# target/fuzz/out/TARGET/default/crashes). Needs `cargo install cargo-afl`
+# (which builds AFL++; needs make and a C compiler). The same checks run
+# under proptest in `make test` (HB_FUZZ_CASES cases each, 2,000 by default).
+FUZZ_SECONDS ?= 40
+FUZZ_TARGETS = lines headers requests
+fuzz:
+	@$(CARGO) afl --version >/dev/null 2>&1 || { echo "make fuzz needs cargo-afl: cargo install cargo-afl --locked"; exit 1; }
+	cd fuzz && $(CARGO) afl build --release
+	rm -rf target/fuzz && mkdir -p target/fuzz/out && fuzz/target/release/corpus target/fuzz/in
+	for t in $(FUZZ_TARGETS); do \
+	  AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 \
+	    $(CARGO) afl fuzz -i target/fuzz/in/$$t -o target/fuzz/out/$$t -V $(FUZZ_SECONDS) \
+	    fuzz/target/release/$$t > target/fuzz/$$t.log 2>&1 || { tail -20 target/fuzz/$$t.log; exit 1; }; \
+	  grep -E 'execs_done|saved_crashes|saved_hangs|corpus_count' target/fuzz/out/$$t/default/fuzzer_stats | tr -s ' ' | sed "s/^/$$t: /"; \
+	  if ls target/fuzz/out/$$t/default/crashes | grep -q '^id'; then echo "$$t: afl saved a crash"; exit 1; fi; \
+	done

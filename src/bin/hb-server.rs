@@ -7,11 +7,13 @@ mod common;
 
 use clap::Parser;
 use common::{EXIT_USAGE, LogArgs, parse_args, signal_channel};
+use ipnet::IpNet;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 use tcp_heartbeat::config::{self, KeepaliveArgs};
+use tcp_heartbeat::server::address::{Addressing, TrustedProxies};
 use tcp_heartbeat::server::compat::Compat;
 use tcp_heartbeat::server::{self, Server, ServerConfig};
 
@@ -46,15 +48,30 @@ struct Args {
     drain: Duration,
 
     /// Every connection begins with a PROXY protocol header (v1 or v2), as a
-    /// load balancer's send-proxy sends it
+    /// load balancer's send-proxy sends it: for a port only load balancers
+    /// can reach
     #[arg(long, env = "HB_PROXY_PROTOCOL")]
     proxy_protocol: bool,
+
+    /// Connections from these networks (CIDRs or addresses, comma-separated)
+    /// begin with a PROXY header, and only theirs is believed; others are
+    /// direct clients
+    #[arg(long, env = "HB_PROXY_PROTOCOL_FROM", value_name = "CIDR[,CIDR...]",
+          value_parser = parse_networks)]
+    proxy_protocol_from: Option<Networks>,
 
     /// Refuse a client address's connections beyond this many with `ERR too
     /// many connections from your address`; 0 is no limit
     #[arg(long, env = "HB_MAX_CONNECTIONS_PER_IP", default_value_t = 0, value_name = "N",
           allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     max_connections_per_ip: u32,
+
+    /// Count IPv6 clients by this prefix length for
+    /// --max-connections-per-ip (48 to 128; 128 counts each address)
+    #[arg(long, env = "HB_MAX_CONNECTIONS_PER_IP_V6_PREFIX", value_name = "N",
+          default_value_t = server::address::DEFAULT_V6_PREFIX, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u8).range(48..=128))]
+    max_connections_per_ip_v6_prefix: u8,
 
     /// Also accept another program's heartbeat framing: `seed`, the
     /// article's C++ client (an unterminated `HeartBeat` in one read,
@@ -100,6 +117,14 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         max_connections_per_ip: args.max_connections_per_ip as usize,
         compat: args.compat,
     };
+    let addressing = Addressing {
+        proxy_protocol_from: args
+            .proxy_protocol_from
+            .clone()
+            .map(|n| n.0)
+            .unwrap_or_default(),
+        v6_prefix: args.max_connections_per_ip_v6_prefix,
+    };
     let listener = listen(&args.listen)
         .map_err(|e| (EXIT_USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
     let metrics_listener = match &args.metrics_listen {
@@ -118,8 +143,8 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         )
     })?;
     raise_fd_limit(config.max_connections);
-    log_settings(&config, args.drain);
-    let mut server = Server::start(listener, config)
+    log_settings(&config, &addressing, args.drain);
+    let mut server = Server::start_with(listener, config, addressing)
         .map_err(|e| (EXIT_RUNTIME, format!("cannot start: {e}")))?;
     let metrics_addr = match metrics_listener {
         Some(listener) => Some(
@@ -184,7 +209,7 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
-fn log_settings(config: &ServerConfig, drain: Duration) {
+fn log_settings(config: &ServerConfig, addressing: &Addressing, drain: Duration) {
     let reaper = match config.idle_timeout {
         Some(t) => format!("idle timeout {}", humantime::format_duration(t)),
         None => "idle timeout off".to_string(),
@@ -199,27 +224,46 @@ fn log_settings(config: &ServerConfig, drain: Duration) {
             "compat seed: a read of exactly `HeartBeat` at a line start is a heartbeat, answered `OK` with no line end"
         );
     }
-    if config.proxy_protocol || config.max_connections_per_ip > 0 || !drain.is_zero() {
-        log::info!("{}", describe_deployment(config, drain));
+    let trusted = TrustedProxies::new(
+        config.proxy_protocol,
+        addressing.proxy_protocol_from.clone(),
+    );
+    if trusted.is_on() || config.max_connections_per_ip > 0 || !drain.is_zero() {
+        log::info!(
+            "{}",
+            describe_deployment(config, addressing, &trusted, drain)
+        );
     }
 }
 
 /// The start-up line for the load-balancer settings, when any is on.
-fn describe_deployment(config: &ServerConfig, drain: Duration) -> String {
-    let proxy = if config.proxy_protocol {
-        "PROXY protocol required"
-    } else {
-        "no PROXY protocol"
-    };
+fn describe_deployment(
+    config: &ServerConfig,
+    addressing: &Addressing,
+    trusted: &TrustedProxies,
+    drain: Duration,
+) -> String {
     let per_ip = match config.max_connections_per_ip {
         0 => "no per-address limit".to_string(),
-        n => format!("max {n} connections per address"),
+        n => format!(
+            "max {n} connections per address (IPv6 per /{})",
+            addressing.v6_prefix
+        ),
     };
     let drain = match drain {
         d if d.is_zero() => "no drain".to_string(),
         d => format!("drain over {}", humantime::format_duration(d)),
     };
-    format!("{proxy}; {per_ip}; {drain}")
+    format!("{trusted}; {per_ip}; {drain}")
+}
+
+/// `--proxy-protocol-from`'s networks (a type of their own, since clap
+/// takes a `Vec` value as a repeated flag).
+#[derive(Debug, Clone)]
+struct Networks(Vec<IpNet>);
+
+fn parse_networks(text: &str) -> Result<Networks, String> {
+    server::address::parse_networks(text).map(Networks)
 }
 
 /// A drain's length: a duration up to [`server::drain::MAX_DRAIN`].

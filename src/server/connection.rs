@@ -8,6 +8,7 @@
 //! and calling `shutdown` on the socket, which wakes the thread's blocking
 //! read or write.
 
+use super::address;
 use super::compat::Compat;
 use super::proxy_header::{self, HeaderError, Source};
 use super::reaper::ConnId;
@@ -21,7 +22,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bytes read per `read` call at most. The reply buffer grows to this plus
 /// a few bytes, so a connection's buffers stay this size however long its
@@ -125,8 +126,11 @@ pub enum RefuseReason {
     Busy,
     /// Its address already holds `--max-connections-per-ip` connections.
     PerIp,
-    /// `--proxy-protocol` is on and its PROXY header is missing, malformed
-    /// or late.
+    /// It came from where a PROXY header is expected (`--proxy-protocol`,
+    /// `--proxy-protocol-from`) and its header was missing, malformed,
+    /// longer than 4 KiB or late, or the server closed it (the reaper, a
+    /// drain, shutdown) before the header arrived: a connection is admitted
+    /// only once its address is known.
     ProxyHeader,
 }
 
@@ -176,13 +180,14 @@ pub struct Traffic {
 #[derive(Debug)]
 pub struct Connection {
     pub id: ConnId,
-    /// The TCP peer: the client, or the load balancer in front of it.
+    /// The TCP peer: the client, or the load balancer in front of it. An
+    /// IPv4-mapped address is stored as IPv4 (see [`super::address`]).
     pub peer: SocketAddr,
     /// When the connection was admitted, for `hb_connection_duration_seconds`.
     pub started: Instant,
-    /// The client's address from its PROXY header, set once by the
-    /// connection's thread before it serves; read by whoever logs.
-    source: OnceLock<SocketAddr>,
+    /// What its PROXY header said, set once by the connection's thread
+    /// before it serves; read by whoever logs.
+    header: OnceLock<Source>,
     stream: TcpStream,
     activity: Activity,
     pub traffic: Traffic,
@@ -193,21 +198,29 @@ pub struct Connection {
     /// 0 until the reaper or shutdown closes the connection; then the
     /// [`CloseReason`] code, set once. Read by the connection's thread when
     /// its I/O ends, to tell a close from outside from one by the peer.
+    /// Release/Acquire, so that [`reaped_late_by`](Self::reaped_late_by),
+    /// written before it, is seen by whoever sees the reason.
     closed_by: AtomicU8,
+    /// Nanoseconds from the connection's idle deadline to the reaper's
+    /// close, written by the reaper just before it sets `closed_by`; read
+    /// when the idle close is recorded, so the lateness histogram counts
+    /// exactly the `idle_timeout` closes.
+    reaped_late_by: AtomicU64,
 }
 
 impl Connection {
     pub fn new(id: ConnId, peer: SocketAddr, stream: TcpStream, now: Instant) -> Self {
         Self {
             id,
-            peer,
+            peer: address::canonical_socket(peer),
             started: now,
-            source: OnceLock::new(),
+            header: OnceLock::new(),
             stream,
             activity: Activity::new(now),
             traffic: Traffic::default(),
             folded: Mutex::new(TrafficTotals::default()),
             closed_by: AtomicU8::new(0),
+            reaped_late_by: AtomicU64::new(0),
         }
     }
 
@@ -226,23 +239,53 @@ impl Connection {
         let _ = wake::shutdown_and_wake(&self.stream, how);
     }
 
+    /// The reaper's close of an idle connection, `late_by` after its
+    /// deadline.
+    pub fn reap(&self, late_by: Duration) {
+        let nanos = u64::try_from(late_by.as_nanos()).unwrap_or(u64::MAX);
+        self.reaped_late_by.store(nanos, Ordering::Relaxed);
+        self.close(CloseReason::IdleTimeout, Shutdown::Both);
+    }
+
+    /// How late the reaper closed it; meaningful once
+    /// [`closed_by`](Self::closed_by) says `idle_timeout`.
+    pub fn reaped_late_by(&self) -> Duration {
+        Duration::from_nanos(self.reaped_late_by.load(Ordering::Relaxed))
+    }
+
     /// The client's address: the PROXY header's source once read, else the
     /// TCP peer.
     pub fn client_addr(&self) -> SocketAddr {
-        self.source.get().copied().unwrap_or(self.peer)
+        match self.header.get() {
+            Some(Source::Client(addr)) => *addr,
+            _ => self.peer,
+        }
+    }
+
+    /// Whether this is a load balancer's own connection, a health check: a
+    /// PROXY header without a client address (HAProxy's v2 LOCAL), or with
+    /// v1 naming the TCP peer itself. Its lines log at debug level.
+    pub fn is_health_check(&self) -> bool {
+        match self.header.get() {
+            Some(Source::Local) => true,
+            Some(Source::Client(addr)) => *addr == self.peer,
+            None => false,
+        }
     }
 
     /// Reads the PROXY protocol header, within
-    /// [`proxy_header::HEADER_TIMEOUT`]. Returns whose address it carried
-    /// (a client's becomes [`client_addr`](Self::client_addr)) and the bytes
-    /// that followed it, the client's first data.
-    pub fn read_proxy_header(&self) -> Result<(Source, Vec<u8>), HeaderError> {
+    /// [`proxy_header::HEADER_TIMEOUT`]. Records whose address it carried
+    /// (a client's becomes [`client_addr`](Self::client_addr)) and returns
+    /// the bytes that followed it, the client's first data.
+    pub fn read_proxy_header(&self) -> Result<Vec<u8>, HeaderError> {
         let deadline = Instant::now() + proxy_header::HEADER_TIMEOUT;
         let (source, early) = proxy_header::read(&self.stream, deadline)?;
-        if let Source::Client(addr) = source {
-            let _ = self.source.set(addr);
-        }
-        Ok((source, early))
+        let source = match source {
+            Source::Client(addr) => Source::Client(address::canonical_socket(addr)),
+            Source::Local => Source::Local,
+        };
+        let _ = self.header.set(source);
+        Ok(early)
     }
 
     /// Why the connection was closed from outside (reaper, shutdown, drain),
@@ -250,6 +293,11 @@ impl Connection {
     pub fn closed_by(&self) -> Option<CloseReason> {
         let code = self.closed_by.load(Ordering::Acquire);
         CloseReason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// The socket, for setting its options before it is served.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
     }
 
     /// Sends `reason` to a connection that will not be served and lingers
@@ -278,10 +326,12 @@ impl Connection {
     }
 
     /// The counts of [`traffic`](Self::traffic) not yet folded into the
-    /// server's totals; marks them folded.
+    /// server's totals; marks them folded. The counts are read under the
+    /// lock: read before it, a fold racing another (a scrape and the close)
+    /// could write back an older snapshot and count bytes twice.
     pub fn unfolded_traffic(&self) -> TrafficTotals {
-        let now = TrafficTotals::read(&self.traffic);
         let mut folded = self.folded.lock();
+        let now = TrafficTotals::read(&self.traffic);
         let delta = now.minus(&folded);
         *folded = now;
         delta
@@ -457,5 +507,37 @@ mod tests {
         assert!(buffer.fit(SMALL_READ), "the burst is over");
         assert_eq!(buffer.space().len(), SMALL_READ);
         assert!(buffer.0.capacity() <= SMALL_READ + 64, "memory given back");
+    }
+
+    /// Two folds racing while the connection counts (a scrape and the
+    /// close) add up to the count exactly. With the counters read before
+    /// the lock, the slower fold wrote back an older snapshot and the next
+    /// fold counted the difference again.
+    #[test]
+    fn racing_folds_count_each_byte_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let conn = Connection::new(1, stream.peer_addr().unwrap(), stream, Instant::now());
+        const COUNT: u64 = 200_000;
+        let folded: u64 = std::thread::scope(|s| {
+            let folders: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut sum = 0;
+                        while conn.traffic.received_bytes.load(Ordering::Relaxed) < COUNT {
+                            sum += conn.unfolded_traffic().received_bytes;
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            let mut counts = TrafficTotals::default();
+            for _ in 0..COUNT {
+                counts.received_bytes += 1;
+                counts.store(&conn.traffic);
+            }
+            folders.into_iter().map(|f| f.join().unwrap()).sum()
+        });
+        assert_eq!(folded + conn.unfolded_traffic().received_bytes, COUNT);
     }
 }

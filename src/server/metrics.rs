@@ -77,7 +77,10 @@ impl Metrics {
         let metrics = Self {
             open: register(
                 &registry,
-                IntGauge::new("hb_connections_open", "Connections being served now."),
+                IntGauge::new(
+                    "hb_connections_open",
+                    "Connections being served now: admitted and not yet closed.",
+                ),
             ),
             accepted: register(
                 &registry,
@@ -90,7 +93,7 @@ impl Metrics {
                 &registry,
                 ("hb_connections_refused_total", "reason"),
                 "Connections refused, by reason: full (--max-connections), busy (no thread), \
-                 per_ip (--max-connections-per-ip), proxy_header (no valid PROXY header).",
+                 per_ip (--max-connections-per-ip), proxy_header (a PROXY header expected and missing, malformed, over 4 KiB or late, or closed before it arrived).",
                 RefuseReason::ALL.map(RefuseReason::label),
             ),
             closed: labelled(
@@ -189,8 +192,10 @@ impl Metrics {
     #[cfg(not(target_os = "linux"))]
     fn register_process(&self) {}
 
+    /// Counts an admission; the connection is open until [`closed`](Self::closed).
     pub fn admitted(&self) {
         self.accepted.inc();
+        self.open.inc();
     }
 
     pub fn refused(&self, reason: RefuseReason) {
@@ -201,8 +206,9 @@ impl Metrics {
     /// traffic.
     pub fn closed(&self, conn: &Connection, reason: CloseReason) {
         self.fold(conn);
-        self.closed[reason as usize].inc();
         self.duration.observe(conn.started.elapsed().as_secs_f64());
+        self.closed[reason as usize].inc();
+        self.open.dec();
     }
 
     /// How late the reaper closed an idle connection: after its deadline.
@@ -229,6 +235,10 @@ impl Metrics {
         self.accepted.get()
     }
 
+    pub fn refused_total(&self, reason: RefuseReason) -> u64 {
+        self.refused[reason as usize].get()
+    }
+
     pub fn closed_total(&self, reason: CloseReason) -> u64 {
         self.closed[reason as usize].get()
     }
@@ -238,11 +248,9 @@ impl Metrics {
         self.heartbeats.get()
     }
 
-    /// The text exposition (format 0.0.4) of every metric, with `open`
-    /// connections; the live connections' traffic must have been folded
-    /// first.
-    pub fn render(&self, open: usize) -> Vec<u8> {
-        self.open.set(i64::try_from(open).unwrap_or(i64::MAX));
+    /// The text exposition (format 0.0.4) of every metric; the live
+    /// connections' traffic must have been folded first.
+    pub fn render(&self) -> Vec<u8> {
         let mut text = Vec::new();
         // Encoding into a Vec fails only on metric families without a type,
         // which the registry never holds.
@@ -290,7 +298,7 @@ mod tests {
     use super::*;
 
     fn text(metrics: &Metrics) -> String {
-        String::from_utf8(metrics.render(0)).unwrap()
+        String::from_utf8(metrics.render()).unwrap()
     }
 
     /// The counters are indexed by `reason as usize`: `ALL` must list the

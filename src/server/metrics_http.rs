@@ -1,27 +1,33 @@
-//! The `GET /metrics` endpoint: one thread of its own that answers scrapers
-//! one at a time, and that no scraper can hold or make allocate without
-//! bound.
+//! The `GET /metrics` endpoint: a thread that accepts scrapers and one
+//! thread per scraper, at most [`MAX_SCRAPERS`] at once, that no scraper can
+//! hold or make allocate without bound.
 //!
 //! Why not `tiny_http`: it reads a request line or header into a `Vec` that
 //! grows until CRLF (a never-ending header is unbounded memory), has no read
-//! timeout, and starts a thread for every connection open at once (100
-//! parallel scrapers are 100 threads). Here the request head is parsed by
-//! `httparse` (hyper's parser: no allocation, a fixed array of headers) from
-//! one fixed buffer, and only three fixed responses are written, so the HTTP
-//! code left is the reading loop and a status line.
+//! timeout, and starts a thread for every connection open at once with no
+//! cap. Here the request head is parsed by `httparse` (hyper's parser: no
+//! allocation, a fixed array of headers) from one fixed buffer, and only
+//! three fixed responses are written, so the HTTP code left is the reading
+//! loop and a status line.
 //!
 //! Bounds, per scraper: the whole request head within [`REQUEST_DEADLINE`]
 //! (a slow or silent one is answered 408 and dropped), at most
 //! [`MAX_REQUEST_HEAD`] bytes (431 past it), and writes that give up after
-//! [`WRITE_TIMEOUT`] (a scraper that does not read). One connection is
-//! answered and closed before the next is accepted, so memory is one buffer
-//! and one rendered page whatever the scrapers do; the others wait in the
-//! listener's backlog. The echo service shares nothing with this thread but
-//! the CPU.
+//! [`WRITE_TIMEOUT`] (a scraper that does not read). Each scraper has its
+//! own thread, so a stalled one delays no other (answered one at a time, 20
+//! silent connections held a real scrape more than 5 s: docs/hardening.md).
+//! Past [`MAX_SCRAPERS`] a connection is answered 503 at once; so memory is
+//! at most that many head buffers and pages, whatever the scrapers do. When
+//! no thread can be started (the process at its thread limit, when a scrape
+//! matters most) the accept thread answers the scraper itself. The
+//! echo service shares nothing with these threads but the CPU.
 
+use crate::wake;
 use crossbeam::channel::Receiver;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// How long a scraper has to send its whole request head. Prometheus sends
@@ -39,6 +45,19 @@ const MAX_HEADERS: usize = 32;
 /// How long a write of the response may block on a scraper that does not
 /// read.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Scrapers served at once at most. Prometheus keeps one connection per
+/// target, and a few servers scrape each target; 64 leaves room for those and
+/// for stalled connections while bounding memory to 64 × (the 8 KiB head
+/// buffer and a page of a few KiB).
+pub const MAX_SCRAPERS: usize = 64;
+
+/// Stack of a scraper's thread: its 8 KiB head buffer and the encoder's
+/// shallow calls (only touched pages count towards memory).
+const SCRAPER_STACK_SIZE: usize = 128 * 1024;
+
+/// The function that renders the page, shared by the scrapers' threads.
+pub type Render = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
 
 /// What a request head asks for, or that it is not complete yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,24 +98,98 @@ pub fn route(head: &[u8]) -> Route {
 }
 
 /// Serves scrapes from `listener` until `stop` is disconnected and the
-/// accept is woken (by a connection to the listener). `render` returns the
-/// page, in the format of [`CONTENT_TYPE`](super::metrics::CONTENT_TYPE).
-pub fn serve(listener: &TcpListener, stop: &Receiver<()>, render: impl Fn() -> Vec<u8>) {
+/// accept is woken (by a connection to the listener), each in a thread of
+/// its own (`hb-scrape-<n>`); then closes the scrapers still connected and
+/// joins their threads. `render` returns the page, in the format of
+/// [`CONTENT_TYPE`](super::metrics::CONTENT_TYPE).
+pub fn serve(listener: &TcpListener, stop: &Receiver<()>, render: &Render) {
+    let mut scrapers: Vec<Scraper> = Vec::new();
+    let mut next_id: u64 = 1;
     super::accept::until_stopped(listener, stop, "metrics", |stream, peer| {
-        if let Err(e) = answer(stream, &render) {
-            log::debug!("metrics scrape from {peer}: {e}");
+        scrapers.retain_mut(|s| !s.join_if_finished());
+        if scrapers.len() >= MAX_SCRAPERS {
+            log::debug!("metrics scrape from {peer} refused: {MAX_SCRAPERS} scrapers connected");
+            let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+            let _ = respond(&stream, "503 Service Unavailable", b"too many scrapers\n");
+            return;
         }
+        let stream = Arc::new(stream);
+        match Scraper::start(stream.clone(), peer, next_id, render.clone()) {
+            Ok(scraper) => scrapers.push(scraper),
+            // Out of threads is when a scrape matters most: answered here,
+            // one at a time, within the same deadlines.
+            Err(e) => {
+                log::debug!("metrics scrape from {peer} answered inline: no thread: {e}");
+                scrape(&stream, peer, &**render);
+            }
+        }
+        next_id += 1;
     });
+    for scraper in &scrapers {
+        // A scraper mid-request would otherwise hold shutdown for up to
+        // REQUEST_DEADLINE.
+        let _ = wake::shutdown_and_wake(&scraper.stream, Shutdown::Both);
+    }
+    for mut scraper in scrapers {
+        scraper.join();
+    }
+}
+
+/// One scraper's thread and its socket, kept to wake it at shutdown.
+struct Scraper {
+    stream: Arc<TcpStream>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Scraper {
+    fn start(
+        stream: Arc<TcpStream>,
+        peer: SocketAddr,
+        id: u64,
+        render: Render,
+    ) -> io::Result<Self> {
+        let theirs = stream.clone();
+        let thread = thread::Builder::new()
+            .name(format!("hb-scrape-{id}"))
+            .stack_size(SCRAPER_STACK_SIZE)
+            .spawn(move || scrape(&theirs, peer, &*render))?;
+        Ok(Self {
+            stream,
+            thread: Some(thread),
+        })
+    }
+
+    /// Joins the thread if it has ended; true if it had.
+    fn join_if_finished(&mut self) -> bool {
+        if self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            return false;
+        }
+        self.join();
+        true
+    }
+
+    fn join(&mut self) {
+        if let Some(Err(_)) = self.thread.take().map(JoinHandle::join) {
+            log::error!("a metrics scrape thread panicked");
+        }
+    }
+}
+
+/// Answers one scraper, logging (at debug level) what went wrong.
+fn scrape(stream: &TcpStream, peer: SocketAddr, render: &dyn Fn() -> Vec<u8>) {
+    if let Err(e) = answer(stream, render) {
+        log::debug!("metrics scrape from {peer}: {e}");
+    }
 }
 
 /// Reads one request and writes one response, then closes.
-fn answer(stream: TcpStream, render: &impl Fn() -> Vec<u8>) -> io::Result<()> {
+fn answer(stream: &TcpStream, render: &dyn Fn() -> Vec<u8>) -> io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let route = match read_head(&stream) {
+    let route = match read_head(stream) {
         Ok(route) => route,
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
             respond(
-                &stream,
+                stream,
                 "408 Request Timeout",
                 b"request head not received in time\n",
             )?;
@@ -105,18 +198,18 @@ fn answer(stream: TcpStream, render: &impl Fn() -> Vec<u8>) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     match route {
-        Route::Metrics => respond_with(&stream, "200 OK", super::metrics::CONTENT_TYPE, &render()),
+        Route::Metrics => respond_with(stream, "200 OK", super::metrics::CONTENT_TYPE, &render()),
         Route::NotFound => respond(
-            &stream,
+            stream,
             "404 Not Found",
             b"not found; the metrics are at /metrics\n",
         ),
-        Route::MethodNotAllowed => respond(&stream, "405 Method Not Allowed", b"only GET\n"),
+        Route::MethodNotAllowed => respond(stream, "405 Method Not Allowed", b"only GET\n"),
         Route::BadRequest | Route::Incomplete => {
-            respond(&stream, "400 Bad Request", b"bad request\n")
+            respond(stream, "400 Bad Request", b"bad request\n")
         }
         Route::TooLarge => respond(
-            &stream,
+            stream,
             "431 Request Header Fields Too Large",
             b"request head too large\n",
         ),
@@ -126,6 +219,20 @@ fn answer(stream: TcpStream, render: &impl Fn() -> Vec<u8>) -> io::Result<()> {
 /// Reads until the head is complete, too large, or the deadline passes.
 fn read_head(mut stream: &TcpStream) -> io::Result<Route> {
     let deadline = Instant::now() + REQUEST_DEADLINE;
+    read_request(|space| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "request head too slow"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        stream.read(space)
+    })
+}
+
+/// Reads a request head by calls of `read` into one fixed buffer of
+/// [`MAX_REQUEST_HEAD`] bytes, until it is complete or too large. An error
+/// of `read` other than `Interrupted` ends it; so does EOF.
+pub fn read_request(mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> io::Result<Route> {
     let mut head = [0u8; MAX_REQUEST_HEAD];
     let mut len = 0;
     loop {
@@ -133,19 +240,16 @@ fn read_head(mut stream: &TcpStream) -> io::Result<Route> {
         if route != Route::Incomplete {
             return Ok(route);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(ErrorKind::TimedOut, "request head too slow"));
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut head[len..]) {
+        // `route` says TooLarge before the buffer is full, so space is left.
+        let space = &mut head[len..];
+        match read(space) {
             Ok(0) => {
                 return Err(io::Error::new(
                     ErrorKind::UnexpectedEof,
                     "closed mid-request",
                 ));
             }
-            Ok(n) => len += n,
+            Ok(n) => len += n.min(space.len()),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

@@ -25,6 +25,10 @@
 //!   by read, on top of the line protocol.
 //! - [`admission`]: what a connection passes before it is served: the PROXY
 //!   header, the per-address limit.
+//! - [`outcome`]: the one place a connection's outcome (admitted, refused,
+//!   closed) is counted and logged.
+//! - [`address`]: addresses as subscribers (mapped IPv4, IPv6 prefixes) and
+//!   the networks whose PROXY headers are believed.
 //! - [`refusal`]: the lingering close that makes a refusal's line arrive.
 //! - [`drain`]: the schedule that spreads a drain's closes evenly.
 //! - [`proxy_header`]: the PROXY protocol header a load balancer sends first.
@@ -36,6 +40,7 @@
 //!   `hb-log` thread that reports what it left out.
 
 pub mod accept;
+pub mod address;
 pub mod admission;
 pub mod compat;
 pub mod conn_log;
@@ -43,6 +48,7 @@ pub mod connection;
 pub mod drain;
 pub mod metrics;
 pub mod metrics_http;
+pub mod outcome;
 pub mod per_ip;
 pub mod proxy_header;
 pub mod reaper;
@@ -50,12 +56,12 @@ pub mod refusal;
 pub mod timeout_queue;
 
 use crate::sockopt::{self, SocketOptions};
-use admission::Admitted;
-use conn_log::{ConnLog, Event, Reporter};
+use address::{Addressing, TrustedProxies};
+use conn_log::{ConnLog, Reporter};
 use connection::{CloseReason, Connection, RefuseReason};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
-use log::Level;
 use metrics::{Metrics, Settings};
+use outcome::{Outcome, Outcomes};
 use per_ip::AddressLimits;
 use reaper::{ConnId, Registry};
 use refusal::Lingerer;
@@ -90,16 +96,25 @@ pub struct ServerConfig {
     pub socket_options: SocketOptions,
     /// Framings accepted besides lines (`--compat`).
     pub compat: compat::Compat,
-    /// Every connection must begin with a PROXY protocol header.
+    /// Every connection must begin with a PROXY protocol header
+    /// (`--proxy-protocol`), unless [`Addressing::proxy_protocol_from`]
+    /// names who must.
     pub proxy_protocol: bool,
-    /// Connections one client address may hold; 0 is no limit.
+    /// Connections one client (an IPv4 address, an IPv6 prefix of
+    /// [`Addressing::v6_prefix`]) may hold; 0 is no limit.
     pub max_connections_per_ip: usize,
 }
 
 /// Counts over the server's lifetime, reported at exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Summary {
+    /// Connections admitted (`hb_connections_accepted_total`).
     pub served: u64,
+    /// Connections refused, for any reason.
+    pub refused: u64,
+    /// Admitted connections closed, for any reason: `served` once all are.
+    pub closed: u64,
+    /// Closed by the reaper (`idle_timeout`).
     pub reaped: u64,
     pub heartbeats: u64,
 }
@@ -117,14 +132,18 @@ pub struct Stats {
 /// State shared by the acceptor, the reaper and every connection thread.
 struct Shared {
     config: ServerConfig,
+    /// From `config.proxy_protocol` and the [`Addressing`], built once.
+    trusted: TrustedProxies,
     registry: Registry<Arc<Connection>>,
     per_ip: AddressLimits,
-    /// Incremented only by the acceptor (so check-then-admit is race free),
-    /// decremented by each connection thread as it ends.
+    /// Connection threads running (admitted or awaiting admission): the
+    /// count `--max-connections` limits. Incremented only by the acceptor
+    /// (so check-then-admit is race free), decremented by each connection
+    /// thread as it ends.
     open: AtomicUsize,
-    /// Every count of the server, also for the exit summary.
-    metrics: Metrics,
-    conn_log: ConnLog,
+    /// Every count of the server (also for the exit summary) and the
+    /// connection log, fed only by [`Outcomes::record`].
+    outcomes: Outcomes,
 }
 
 /// A running server. Dropping it shuts it down too.
@@ -163,19 +182,32 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 impl Server {
+    /// [`start_with`](Self::start_with) the default [`Addressing`]: PROXY
+    /// headers as `config.proxy_protocol` says, IPv6 clients per /64.
     pub fn start(listener: TcpListener, config: ServerConfig) -> io::Result<Server> {
+        Self::start_with(listener, config, Addressing::default())
+    }
+
+    /// Serves `listener` until shut down, telling clients apart as
+    /// `addressing` says.
+    pub fn start_with(
+        listener: TcpListener,
+        config: ServerConfig,
+        addressing: Addressing,
+    ) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
         let (conn_log, log_reporter) = ConnLog::start()?;
+        let metrics = Metrics::new(Settings {
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
+        });
         let shared = Arc::new(Shared {
             registry: Registry::new(config.idle_timeout),
-            metrics: Metrics::new(Settings {
-                idle_timeout: config.idle_timeout,
-                max_connections: config.max_connections,
-            }),
-            per_ip: AddressLimits::new(config.max_connections_per_ip),
+            outcomes: Outcomes::new(metrics, conn_log),
+            per_ip: AddressLimits::new(config.max_connections_per_ip, addressing.v6_prefix),
+            trusted: TrustedProxies::new(config.proxy_protocol, addressing.proxy_protocol_from),
             config,
             open: AtomicUsize::new(0),
-            conn_log,
         });
         let reaper = match shared.config.idle_timeout {
             Some(_) => Some(spawn_reaper(shared.clone())?),
@@ -217,7 +249,10 @@ impl Server {
         let shared = self.shared.clone();
         let thread = thread::Builder::new()
             .name("hb-metrics".into())
-            .spawn(move || metrics_http::serve(&listener, &stop_rx, || shared.scrape()))?;
+            .spawn(move || {
+                let render: metrics_http::Render = Arc::new(move || shared.scrape());
+                metrics_http::serve(&listener, &stop_rx, &render)
+            })?;
         self.metrics_endpoint = Some(MetricsEndpoint {
             addr,
             stop: stop_tx,
@@ -295,7 +330,7 @@ impl Server {
         if let Some(reporter) = self.log_reporter.take() {
             reporter.stop();
         }
-        self.shared.conn_log.flush();
+        self.shared.outcomes.log().flush();
     }
 
     fn close_connections(&self) {
@@ -328,22 +363,32 @@ struct MetricsEndpoint {
 impl Shared {
     fn summary(&self) -> Summary {
         self.fold_live_traffic();
+        let metrics = self.outcomes.metrics();
         Summary {
-            served: self.metrics.accepted_total(),
-            reaped: self.metrics.closed_total(CloseReason::IdleTimeout),
-            heartbeats: self.metrics.heartbeats_total(),
+            served: metrics.accepted_total(),
+            refused: RefuseReason::ALL
+                .map(|r| metrics.refused_total(r))
+                .iter()
+                .sum(),
+            closed: CloseReason::ALL
+                .map(|r| metrics.closed_total(r))
+                .iter()
+                .sum(),
+            reaped: metrics.closed_total(CloseReason::IdleTimeout),
+            heartbeats: metrics.heartbeats_total(),
         }
     }
 
     /// Adds the open connections' own counts to the totals.
     fn fold_live_traffic(&self) {
-        self.registry.for_each(|conn| self.metrics.fold(conn));
+        let metrics = self.outcomes.metrics();
+        self.registry.for_each(|conn| metrics.fold(conn));
     }
 
     /// The metrics page, with every connection's traffic so far.
     fn scrape(&self) -> Vec<u8> {
         self.fold_live_traffic();
-        self.metrics.render(self.open.load(Ordering::Relaxed))
+        self.outcomes.metrics().render()
     }
 }
 
@@ -354,11 +399,9 @@ fn spawn_reaper(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
             let timeout = shared.config.idle_timeout.unwrap_or_default();
             shared.registry.run_reaper(Instant::now, |conn| {
                 let deadline = conn.last_activity() + timeout;
-                let late = Instant::now().saturating_duration_since(deadline);
-                // Counted before the close, so that the connection's end (which
-                // a scrape may see at once) never shows without its lateness.
-                shared.metrics.reaped_late_by(late);
-                conn.close(CloseReason::IdleTimeout, Shutdown::Both);
+                // Observed when the close is recorded (super::outcome), so
+                // the histogram counts exactly the idle_timeout closes.
+                conn.reap(Instant::now().saturating_duration_since(deadline));
             })
         })
 }
@@ -408,19 +451,20 @@ fn admit(
     id: ConnId,
     done: &Sender<()>,
 ) {
+    let now = Instant::now();
+    let conn = Connection::new(id, peer, stream, now);
     if shared.open.load(Ordering::Relaxed) >= shared.config.max_connections {
-        shared.metrics.refused(RefuseReason::Full);
-        if shared.conn_log.admit(Event::Refused(RefuseReason::Full)) {
-            log::warn!("conn {id} from {peer} refused: server full");
-        }
-        lingerer.refuse(stream, SERVER_FULL);
+        let (reason, detail) = (RefuseReason::Full, None);
+        shared
+            .outcomes
+            .record(&conn, Outcome::Refused { reason, detail });
+        lingerer.refuse(conn.into_stream(), SERVER_FULL);
         return;
     }
     // What the OS refuses is skipped and warned about once per process.
-    sockopt::set_nodelay(&stream);
-    sockopt::apply(&stream, &shared.config.socket_options);
-    let now = Instant::now();
-    let conn = Arc::new(Connection::new(id, peer, stream, now));
+    sockopt::set_nodelay(conn.stream());
+    sockopt::apply(conn.stream(), &shared.config.socket_options);
+    let conn = Arc::new(conn);
     shared.open.fetch_add(1, Ordering::Relaxed);
     shared.registry.insert(id, conn.clone(), now);
     let thread_shared = shared.clone();
@@ -436,12 +480,12 @@ fn admit(
             // a handle per connection would have to be collected as each ends.
         }
         Err(e) => {
-            shared.metrics.refused(RefuseReason::Busy);
-            if shared.conn_log.admit(Event::Refused(RefuseReason::Busy)) {
-                log::error!("conn {id} from {peer} refused: cannot start a thread: {e}");
-            }
             shared.registry.remove(id);
             shared.open.fetch_sub(1, Ordering::Relaxed);
+            let (reason, detail) = (RefuseReason::Busy, Some(&e as &dyn std::fmt::Display));
+            shared
+                .outcomes
+                .record(&conn, Outcome::Refused { reason, detail });
             // The failed spawn dropped the thread's clone: this is the last.
             if let Ok(conn) = Arc::try_unwrap(conn) {
                 lingerer.refuse(conn.into_stream(), SERVER_BUSY);
@@ -455,53 +499,30 @@ fn connection_thread(shared: &Shared, conn: &Connection, _done: Sender<()>) {
         shared,
         id: conn.id,
     };
-    let admitted = admission::admit(
-        conn,
-        shared.config.proxy_protocol,
-        &shared.per_ip,
-        &shared.conn_log,
-    );
-    let Admitted {
-        early,
-        health_check,
-        address,
-    } = match admitted {
+    let admitted = match admission::admit(conn, &shared.trusted, &shared.per_ip) {
         Ok(admitted) => admitted,
         Err(refusal) => {
-            if let Some(reason) = refusal.reason {
-                shared.metrics.refused(reason);
-            }
-            conn.refuse(refusal.line);
+            let detail = refusal.detail.as_ref().map(|d| d as &dyn std::fmt::Display);
+            let reason = refusal.reason;
+            shared
+                .outcomes
+                .record(conn, Outcome::Refused { reason, detail });
+            conn.refuse(&refusal.reply);
             return;
         }
     };
-    // Counted here, not by the acceptor after the spawn: before the first
-    // reply, so a scrape after it counts the connection.
-    shared.metrics.admitted();
-    let served = conn.serve(shared.config.compat, &early);
+    // Recorded before the first reply, so a scrape after it counts the
+    // connection.
+    shared.outcomes.record(conn, Outcome::Admitted);
+    let served = conn.serve(shared.config.compat, &admitted.early);
     // The address's slot goes back before the close is logged, so that
     // whoever sees the line may connect again from that address.
-    drop(address);
+    drop(admitted.address);
     let reason = conn.close_reason(&served);
-    shared.metrics.closed(conn, reason);
-    // A load balancer's health checks log at debug level, outside the limit.
-    if !health_check && !shared.conn_log.admit(Event::Closed(reason)) {
-        return;
-    }
-    let client = conn.client_addr();
-    let level = |usual| admission::log_level(health_check, usual);
-    match served {
-        Err(error) if matches!(reason, CloseReason::TimedOut | CloseReason::IoError) => log::log!(
-            level(Level::Warn),
-            "conn {} from {client} closed: {reason} ({error})",
-            conn.id
-        ),
-        _ => log::log!(
-            level(Level::Info),
-            "conn {} from {client} closed: {reason}",
-            conn.id
-        ),
-    }
+    let error = served.as_ref().err();
+    shared
+        .outcomes
+        .record(conn, Outcome::Closed { reason, error });
 }
 
 /// A connection's place in the registry and the open count, given back when

@@ -6,9 +6,12 @@
 //! they hold a whole header yet. The parsing itself is the `ppp` crate's,
 //! which implements both versions as the specification
 //! (haproxy.org/download/1.8/doc/proxy-protocol.txt) describes them.
-//! [`read`] is the edge: it reads until a header is whole, however it is
-//! split over TCP segments, within a deadline, and hands back the bytes that
-//! came after it, which are the client's first data.
+//! [`HeaderReader`] holds the bytes of a header being received, in a buffer
+//! sized by what the header announces and never past [`MAX_HEADER`] (a
+//! version 2 header announcing more is refused as soon as its length
+//! arrives). [`read`] is the edge: it reads until a header is whole, however
+//! it is split over TCP segments, within a deadline, and hands back the
+//! bytes that came after it, which are the client's first data.
 
 use ppp::{HeaderResult, PartialResult, v1, v2};
 use std::fmt;
@@ -22,14 +25,25 @@ use std::time::{Duration, Instant};
 /// thread soon.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The longest header: version 2's 16 fixed bytes and its 16-bit length.
-const MAX_HEADER: usize = 16 + u16::MAX as usize;
+/// The longest header accepted: 4 KiB. A version 2 header may announce up
+/// to 64 KiB of TLVs, but real load balancers send a few hundred bytes (AWS
+/// NLB's VPC endpoint id, Azure's link id); at 64 KiB a thousand connections
+/// that announce and stall held 76 MiB (docs/hardening.md). A header
+/// announcing more is refused as soon as its length is read.
+pub const MAX_HEADER: usize = 4096;
 
 /// The longest version 1 header, CRLF included (the specification's 107).
 const MAX_V1_HEADER: usize = 107;
 
-/// Bytes read per `read` call while the header is incomplete.
-const READ_CHUNK: usize = 4096;
+/// Version 2's signature, and its fixed part: signature, version and
+/// command, family, and the 16-bit length of what follows.
+const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+const V2_FIXED: usize = 16;
+
+/// The first read's size: any version 1 header and its LF, or version 2's
+/// fixed part with a TCP4 or TCP6 address block; read further only as far
+/// as a version 2 header announces.
+const FIRST_READ: usize = MAX_V1_HEADER + 1;
 
 /// Whose address a header carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +72,11 @@ pub enum HeaderError {
     },
     /// The bytes are not a PROXY protocol header.
     Malformed(String),
+    /// A version 2 header announcing more than [`MAX_HEADER`] bytes in
+    /// all.
+    TooLong {
+        announced: usize,
+    },
     /// No whole header within [`HEADER_TIMEOUT`].
     TimedOut {
         received: usize,
@@ -76,6 +95,10 @@ impl fmt::Display for HeaderError {
                 )
             }
             Self::Malformed(reason) => write!(f, "malformed PROXY header: {reason}"),
+            Self::TooLong { announced } => write!(
+                f,
+                "PROXY header of {announced} bytes announced, more than the {MAX_HEADER} allowed"
+            ),
             Self::TimedOut { received } => write!(
                 f,
                 "no complete PROXY header within {}s ({received} bytes received)",
@@ -89,14 +112,28 @@ impl fmt::Display for HeaderError {
 /// Looks at the bytes received so far: `Ok(None)` while they could still
 /// become a header, the header once it is whole, or why they never will.
 pub fn parse(bytes: &[u8]) -> Result<Option<Header>, HeaderError> {
+    if let Some(announced) = v2_announced(bytes) {
+        if announced > MAX_HEADER {
+            return Err(HeaderError::TooLong { announced });
+        }
+    }
     // Version 1 is a line. ppp calls some prefixes of a valid line malformed
     // (one that ends in the space before a port), so a line goes to it only
     // once its end is there or it is longer than any header.
-    if bytes.starts_with(b"PROXY ") && bytes.len() < MAX_V1_HEADER && !bytes.contains(&b'\n') {
+    // What ppp takes for version 1: anything that starts so (afl found
+    // `PROXY\r...`, which ppp calls incomplete however long).
+    let v1 = bytes.starts_with(b"PROXY");
+    if v1 && bytes.len() < MAX_V1_HEADER && !bytes.contains(&b'\n') {
         return Ok(None);
     }
     let result = HeaderResult::parse(bytes);
     if result.is_incomplete() {
+        // A line with its LF (or past 107 bytes) that ppp still finds
+        // incomplete will never be whole (the fuzzer found one: a NUL
+        // inside, CRLF later).
+        if v1 {
+            return Err(HeaderError::Malformed("not a version 1 line".into()));
+        }
         if bytes.len() >= MAX_HEADER {
             return Err(HeaderError::Malformed("longer than any header".into()));
         }
@@ -113,6 +150,79 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Header>, HeaderError> {
         })),
         HeaderResult::V1(Err(e)) => Err(HeaderError::Malformed(e.to_string())),
         HeaderResult::V2(Err(e)) => Err(HeaderError::Malformed(e.to_string())),
+    }
+}
+
+/// The whole length a version 2 header announces, once its fixed part has
+/// arrived.
+fn v2_announced(bytes: &[u8]) -> Option<usize> {
+    let fixed = bytes.get(..V2_FIXED)?;
+    if !fixed.starts_with(V2_SIGNATURE) {
+        return None;
+    }
+    Some(V2_FIXED + usize::from(u16::from_be_bytes([fixed[14], fixed[15]])))
+}
+
+/// What a [`HeaderReader`] makes of the bytes so far: the header's source
+/// and the bytes that followed it once it is whole, `None` while more are
+/// needed, or why these bytes are no header.
+pub type Decision = Result<Option<(Source, Vec<u8>)>, HeaderError>;
+
+/// The bytes of a header being received, in a buffer sized by what the
+/// header announces: 108 bytes (any version 1 header), then a version 2 header's
+/// announced length, never more than [`MAX_HEADER`]. Pure: the caller reads
+/// into [`space`](Self::space) and reports with [`filled`](Self::filled).
+#[derive(Debug, Default)]
+pub struct HeaderReader {
+    buffer: Vec<u8>,
+    filled: usize,
+}
+
+impl HeaderReader {
+    /// Where the next read goes: up to the end of what is expected so far.
+    pub fn space(&mut self) -> &mut [u8] {
+        let want = self.want();
+        if self.buffer.len() < want {
+            // Exact, so the capacity is what was announced and no more.
+            self.buffer.reserve_exact(want - self.buffer.len());
+            self.buffer.resize(want, 0);
+        }
+        &mut self.buffer[self.filled..want]
+    }
+
+    /// Takes `n` more bytes read into [`space`](Self::space), and says what
+    /// they make.
+    pub fn filled(&mut self, n: usize) -> Decision {
+        self.filled = (self.filled + n).min(self.buffer.len());
+        let received = &self.buffer[..self.filled];
+        match parse(received)? {
+            Some(header) => Ok(Some((header.source, received[header.len..].to_vec()))),
+            // Unreachable for what ppp parses today (a line ends by 107
+            // bytes, a version 2 header at its length); kept so that a
+            // reader never waits with no space to read into.
+            None if self.filled >= self.want() => Err(HeaderError::Malformed(
+                "no end where the header should end".into(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// How many bytes the header may take, as far as is known: a version 2
+    /// header's announced length once read, else [`FIRST_READ`].
+    fn want(&self) -> usize {
+        v2_announced(&self.buffer[..self.filled])
+            .unwrap_or(FIRST_READ)
+            .clamp(FIRST_READ, MAX_HEADER)
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> usize {
+        self.filled
+    }
+
+    /// The buffer's size, never above [`MAX_HEADER`].
+    pub fn capacity(&self) -> usize {
+        self.buffer.capacity()
     }
 }
 
@@ -148,28 +258,28 @@ fn read_until_whole(
     mut stream: &TcpStream,
     deadline: Instant,
 ) -> Result<(Source, Vec<u8>), HeaderError> {
-    let mut received = Vec::new();
-    let mut chunk = [0u8; READ_CHUNK];
+    let mut reader = HeaderReader::default();
     loop {
-        if let Some(header) = parse(&received)? {
-            return Ok((header.source, received.split_off(header.len)));
-        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(HeaderError::TimedOut {
-                received: received.len(),
+                received: reader.received(),
             });
         }
         stream
             .set_read_timeout(Some(remaining))
             .map_err(HeaderError::Io)?;
-        match stream.read(&mut chunk) {
+        match stream.read(reader.space()) {
             Ok(0) => {
                 return Err(HeaderError::Closed {
-                    received: received.len(),
+                    received: reader.received(),
                 });
             }
-            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                if let Some(whole) = reader.filled(n)? {
+                    return Ok(whole);
+                }
+            }
             // A read timeout is WouldBlock on Unix, TimedOut on Windows; the
             // deadline check above turns it into TimedOut.
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -261,8 +371,74 @@ mod tests {
     }
 
     #[test]
+    fn a_line_ppp_finds_incomplete_once_it_ends_is_malformed() {
+        let mut line = b"PROXY TCP4 1111111111\x00111\r\n".to_vec();
+        line.extend_from_slice(&[0; 40]);
+        assert!(matches!(parse(&line), Err(HeaderError::Malformed(_))));
+        let mut no_space = b"PROXY\rTCP4 ".to_vec();
+        no_space.extend_from_slice(&[b'1'; 100]);
+        assert!(matches!(parse(&no_space), Err(HeaderError::Malformed(_))));
+    }
+
+    #[test]
     fn a_version_1_line_without_its_end_is_malformed_past_107_bytes() {
         let long = [b"PROXY TCP4 ".as_slice(), &[b'1'; 120]].concat();
         assert!(matches!(parse(&long), Err(HeaderError::Malformed(_))));
+    }
+
+    /// Feeds `bytes` to a reader in reads of at most `step` bytes.
+    fn read_in_steps(bytes: &[u8], step: usize) -> (HeaderReader, Decision) {
+        let mut reader = HeaderReader::default();
+        let mut rest = bytes;
+        loop {
+            let space = reader.space();
+            let n = space.len().min(step).min(rest.len());
+            space[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            match reader.filled(n) {
+                Ok(None) if !rest.is_empty() => {}
+                result => return (reader, result),
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_announcing_more_than_4_kib_is_refused_at_its_length() {
+        let mut bytes = v2_header(1, 0x11, &V4_ADDRESSES);
+        bytes[14..16].copy_from_slice(&60_000u16.to_be_bytes());
+        assert!(matches!(
+            parse(&bytes[..16]),
+            Err(HeaderError::TooLong { announced: 60_016 })
+        ));
+        let (reader, result) = read_in_steps(&bytes, 16);
+        assert!(
+            matches!(result, Err(HeaderError::TooLong { .. })),
+            "{result:?}"
+        );
+        assert!(reader.capacity() <= FIRST_READ, "{}", reader.capacity());
+        let mut edge = v2_header(1, 0x11, &V4_ADDRESSES);
+        edge[14..16].copy_from_slice(&((MAX_HEADER - 15) as u16).to_be_bytes());
+        assert!(matches!(
+            parse(&edge[..16]),
+            Err(HeaderError::TooLong { announced: 4097 })
+        ));
+    }
+
+    #[test]
+    fn a_header_with_a_kibibyte_of_tlvs_is_read_in_a_buffer_of_its_size() {
+        let mut addresses = V4_ADDRESSES.to_vec();
+        // One TLV of type 0xE0 (custom) holding 1021 bytes: 1024 in all.
+        addresses.extend_from_slice(&[0xE0, 0x03, 0xFD]);
+        addresses.extend_from_slice(&[b'x'; 1021]);
+        let mut bytes = v2_header(1, 0x11, &addresses);
+        let header_len = bytes.len();
+        bytes.extend_from_slice(b"HeartBeat\n");
+        for step in [1, 7, 16, 100, 4096] {
+            let (reader, result) = read_in_steps(&bytes, step);
+            let (source, early) = result.expect("valid").expect("whole");
+            assert_eq!(source, Source::Client("10.0.0.7:54321".parse().unwrap()));
+            assert!(b"HeartBeat\n".starts_with(&early), "step {step}: {early:?}");
+            assert_eq!(reader.capacity(), header_len, "step {step}");
+        }
     }
 }
