@@ -4,8 +4,11 @@
 CARGO ?= cargo
 ARGS ?=
 OS_TARGETS = x86_64-pc-windows-gnu x86_64-apple-darwin
+PREFIX ?= /usr/local
+DESTDIR ?=
+export CARGO PREFIX DESTDIR
 
-.PHONY: build run-server run-client test test-windows lint check-os bench bench-reaper bench-echo bench-metrics memory capacity faults faults-report hardening-full restart-storm hardening-trust fuzz idle-timeout idle-report
+.PHONY: build run-server run-client test test-windows lint check-os bench bench-reaper bench-echo bench-metrics memory capacity faults faults-report hardening-full restart-storm hardening-trust fuzz image dist install test-ship idle-timeout idle-report
 
 build:
 	$(CARGO) build --release
@@ -28,6 +31,39 @@ lint:
 check-os:
 	rustup target add $(OS_TARGETS)
 	for target in $(OS_TARGETS); do $(CARGO) check --lib --bins --target $$target || exit 1; done
+
+# The container image localhost/tcp-heartbeat:latest and :VERSION, FROM
+# scratch with the static (musl) hb-server and hb-client, built by podman
+# (or docker) from deploy/Containerfile (scripts/image.sh; needs rustup and
+# podman; fails over 16 MB).
+image:
+	scripts/image.sh
+
+# dist/: the Linux (static, musl) tar.gz and the Windows zip, each with
+# README, docs, deploy/, man pages and completions, and SHA256SUMS
+# (scripts/dist.sh; needs rustup, mingw-w64, zip).
+dist:
+	scripts/dist.sh
+
+# hb-server and hb-client, their man pages and bash, zsh and fish
+# completions under $(DESTDIR)$(PREFIX) (scripts/install.sh).
+install:
+	scripts/install.sh
+
+# What ships, tested as a user gets it (tests/ship.rs): the image run by
+# podman (echo and HeartBeat through a published port, hb-client --check by
+# podman exec, podman stop, size, metadata), the archives (a second
+# `make dist` gives the same bytes; the static hb-server serves; the sums
+# verify) and `make install` into a scratch folder. Without podman the
+# image cases say SKIPPED. Root, for podman.
+test-ship: dist
+	cp dist/SHA256SUMS target/SHA256SUMS.first
+	scripts/dist.sh >/dev/null
+	cmp target/SHA256SUMS.first dist/SHA256SUMS || { echo "make dist is not reproducible: two runs differ" >&2; exit 1; }
+	if command -v podman >/dev/null; then scripts/image.sh; fi
+	rm -rf target/install-test
+	DESTDIR=$(CURDIR)/target/install-test PREFIX=/usr/local scripts/install.sh
+	$(CARGO) test --test ship -- --ignored --test-threads 1 --nocapture
 
 # The Windows build under Wine: builds the .exe files with mingw-w64 and
 # runs the process tests (tests/portable.rs, client.rs, server.rs) against

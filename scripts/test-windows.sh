@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test-windows`: builds hb-server.exe and hb-client.exe for
 # x86_64-pc-windows-gnu (cross-linked with mingw-w64) and runs the process
-# tests (tests/portable.rs, client.rs, server.rs) against them under Wine.
+# tests (tests/portable.rs, client.rs, server.rs, check.rs) against them
+# under Wine.
 # Not the library's unit tests as Windows code: building their
 # dev-dependencies (criterion, tokio, proptest) for Windows took 4.5 min on
 # the shared CI machine, over the Windows run's budget, and the process tests
@@ -47,8 +48,9 @@ trap 'wineserver -k >/dev/null 2>&1 || true' EXIT
 bin="$PWD/target/$TARGET/release"
 export HB_TEST_SERVER_CMD="$WINE64 $bin/hb-server.exe"
 export HB_TEST_CLIENT_CMD="$WINE64 $bin/hb-client.exe"
-# tests/portable.rs holds issue 12's Windows cases; client.rs and server.rs
-# run their process tests through the launcher too (their in-process ones
-# test the Linux library again), skipping the SIGTERM cases with the reason.
-$CARGO test --test portable --test client --test server -- --nocapture --test-threads 2
+# tests/portable.rs holds issue 12's Windows cases; client.rs, server.rs and
+# check.rs (hb-client --check) run their process tests through the launcher
+# too (their in-process ones test the Linux library again), skipping the
+# SIGTERM cases with the reason.
+$CARGO test --test portable --test client --test server --test check -- --nocapture --test-threads 2
 

@@ -21,26 +21,16 @@
 //! the same search beside the session and keeps its heartbeat idle under
 //! what it finds (`client::adaptive`).
 //!
-//! Exit codes:
-//! - 0: stdin ended and the server closed the connection after sending every
-//!   reply (or stdout was closed by its reader); with `--reconnect`, also
-//!   stdin ending while disconnected, or a loss after stdin ended.
-//! - 1: the server closed the connection while stdin was still open; the
-//!   connection was refused, timed out (`--connect-timeout`) or lost
-//!   (including TCP keepalive and user-timeout errors), or the address is
-//!   unusable (resolved only when connecting); stdin or stdout failed. With
-//!   `--reconnect`, only a malformed address, stdin, stdout, or the last of
-//!   `--reconnect-attempts` failed attempts when it failed this way.
-//! - 2: bad flags.
-//! - 3: the server is unresponsive: `--heartbeat-retries` heartbeats went
-//!   unanswered, or it accepted no data for the whole give-up time (with
-//!   `--reconnect`: when the last allowed attempt failed this way).
-//! - 130: Ctrl-C or SIGTERM.
+//! With `--check`, it makes one heartbeat round trip instead
+//! (`client::check`) and exits 0 or 1, for health checks.
+//!
+//! Exit codes: [`EXIT_STATUS`], which the man page lists too.
 
 mod common;
 
 use clap::Parser;
-use common::{EXIT_SIGNALLED, LogArgs, parse_args, signal_channel};
+use common::generate::{ExitStatus, GenerateArgs};
+use common::{EXIT_SIGNALLED, EXIT_USAGE, LogArgs, parse_args, signal_channel};
 use crossbeam::channel;
 use std::io::ErrorKind;
 use std::process::ExitCode;
@@ -131,37 +121,82 @@ struct Args {
           value_parser = clap::value_parser!(u32))]
     reconnect_attempts: u32,
 
+    /// Check the server and exit, for health checks: connect, send
+    /// `HeartBeat` and expect `OK`, all within --connect-timeout; exit 0 if
+    /// answered, else 1 with one line on stderr; nothing on stdout
+    #[arg(long, conflicts_with = "reconnect")]
+    check: bool,
+
     #[command(flatten)]
     keepalive: KeepaliveArgs,
 
     #[command(flatten)]
     log: LogArgs,
+
+    #[command(flatten)]
+    generate: GenerateArgs,
 }
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_UNRESPONSIVE: u8 = 3;
+
+/// Every exit code and when: the man page's EXIT STATUS (README's table says
+/// the same).
+const EXIT_STATUS: &[ExitStatus] = &[
+    (
+        0,
+        "Stdin ended and the server closed the connection after sending every reply \
+         (or stdout was closed by its reader); with --reconnect, also stdin ending while \
+         disconnected, or a loss after stdin ended. With --check: the server answered OK. \
+         With --find-idle-timeout: it printed its line.",
+    ),
+    (
+        EXIT_FAILURE,
+        "The server closed the connection while stdin was still open; the connection was \
+         refused, timed out (--connect-timeout) or lost (including TCP keepalive and user \
+         timeout errors), or the address is unusable; stdin or stdout failed. With \
+         --reconnect, only a malformed address, stdin, stdout, or the last of \
+         --reconnect-attempts failed attempts when it failed this way. With --check: no OK \
+         within --connect-timeout, for any reason. With --find-idle-timeout: no probe could \
+         connect, or the probes kept failing.",
+    ),
+    (EXIT_USAGE, "Bad flag or value."),
+    (
+        EXIT_UNRESPONSIVE,
+        "The server is unresponsive: --heartbeat-retries heartbeats went unanswered, or it \
+         accepted no data for the whole give-up time (with --reconnect: when the last \
+         allowed attempt failed this way).",
+    ),
+    (EXIT_SIGNALLED, "Ctrl-C or SIGTERM."),
+];
 
 fn main() -> ExitCode {
     let args = match parse_args::<Args>("hb-client") {
         Ok(args) => args,
         Err(exit) => return exit,
     };
+    if let Some(exit) = args.generate.run::<Args>(EXIT_STATUS) {
+        return exit;
+    }
     if args.reconnect_max < args.reconnect_min {
         eprintln!("hb-client: --reconnect-max must be at least --reconnect-min (see --help)");
-        return ExitCode::from(common::EXIT_USAGE);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if args.check {
+        return check(&args);
     }
     if args.adaptive_heartbeat && args.heartbeat_idle_max < args.heartbeat_idle_min {
         eprintln!(
             "hb-client: --heartbeat-idle-max must be at least --heartbeat-idle-min (see --help)"
         );
-        return ExitCode::from(common::EXIT_USAGE);
+        return ExitCode::from(EXIT_USAGE);
     }
     if args.adaptive_heartbeat && args.heartbeat_idle.is_zero() {
         eprintln!(
             "hb-client: --adaptive-heartbeat needs heartbeats: --heartbeat-idle must be more \
              than 0 (see --help)"
         );
-        return ExitCode::from(common::EXIT_USAGE);
+        return ExitCode::from(EXIT_USAGE);
     }
     args.log.init();
     let signals = match signal_channel() {
@@ -182,6 +217,18 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("hb-client: {e}");
             ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// `--check`: no logger and no signal handler, so stdout stays empty and
+/// stderr has at most the one line that says why it failed.
+fn check(args: &Args) -> ExitCode {
+    match client::check::check(&args.connect, &client_config(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hb-client: check failed: {e}");
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

@@ -1,12 +1,11 @@
 //! `hb-server`: parses flags, installs the signal handler, binds, and runs
-//! the server. Exit codes: 0 after a clean shutdown, 1 on a runtime error,
-//! 2 on a bad flag or an address (to serve or for metrics) that cannot be
-//! bound.
+//! the server. Exit codes: [`EXIT_STATUS`], which the man page lists too.
 
 mod common;
 
 use clap::Parser;
-use common::{EXIT_USAGE, LogArgs, parse_args, signal_channel};
+use common::generate::{ExitStatus, GenerateArgs};
+use common::{EXIT_SIGNALLED, EXIT_USAGE, LogArgs, parse_args, signal_channel};
 use ipnet::IpNet;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -89,15 +88,43 @@ struct Args {
 
     #[command(flatten)]
     log: LogArgs,
+
+    #[command(flatten)]
+    generate: GenerateArgs,
 }
 
 const EXIT_RUNTIME: u8 = 1;
+
+/// Every exit code and when: the man page's EXIT STATUS (README's table says
+/// the same).
+const EXIT_STATUS: &[ExitStatus] = &[
+    (
+        0,
+        "Shut down by Ctrl-C or SIGTERM (after the drain, with --drain).",
+    ),
+    (
+        EXIT_RUNTIME,
+        "Runtime error: the server could not start its threads or install the signal handler.",
+    ),
+    (
+        EXIT_USAGE,
+        "Bad flag or value, or the address (or the --metrics-listen address) cannot be \
+         bound: in use, not local, unresolvable.",
+    ),
+    (
+        EXIT_SIGNALLED,
+        "A second Ctrl-C or SIGTERM during shutdown or a drain.",
+    ),
+];
 
 fn main() -> ExitCode {
     let args = match parse_args::<Args>("hb-server") {
         Ok(args) => args,
         Err(exit) => return exit,
     };
+    if let Some(exit) = args.generate.run::<Args>(EXIT_STATUS) {
+        return exit;
+    }
     args.log.init();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

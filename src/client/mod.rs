@@ -34,6 +34,7 @@
 //!   connects again after a loss.
 //! - [`backoff`]: when to try again, pure state that takes `now` and a
 //!   random source as arguments.
+//! - [`check`]: `--check`, one heartbeat round trip as a health check.
 //! - [`idle_search`]: the search for a path's idle timeout (which silences
 //!   to probe next), pure state; [`probe`]: its probe connections
 //!   (`--find-idle-timeout`).
@@ -42,6 +43,7 @@
 
 pub mod adaptive;
 pub mod backoff;
+pub mod check;
 pub mod heartbeat;
 pub mod idle_search;
 pub mod probe;

@@ -1,5 +1,6 @@
-//! What the binaries share at the edge: argument errors, the log-level flags
-//! and the signal handler. Kept out of the library, which never touches process-global
+//! What the binaries share at the edge: argument errors, the log-level flags,
+//! `--generate` (man page and completions, in `generate.rs`) and the signal
+//! handler. Kept out of the library, which never touches process-global
 //! state (the logger, signal dispositions).
 
 use clap::error::{ContextKind, ContextValue};
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 #[cfg(windows)]
 mod console;
+pub mod generate;
 
 /// `-v` / `-q`, identical in every binary.
 #[derive(Debug, Clone, clap::Args)]
