@@ -540,7 +540,7 @@ fn find_idle_timeout_on_a_full_server_exits_1_and_says_why() {
     assert_eq!(status.code(), Some(1), "{:?}", client.logged);
     assert!(client.output.is_empty());
     assert!(
-        client.has_logged("probe connections keep failing: refused: server full"),
+        client.has_logged("probe connections keep failing: refused by the server: server full"),
         "{:?}",
         client.logged
     );

@@ -18,16 +18,16 @@
 //! already told (it wakes them with [`wake`], so no probe outlives the
 //! search).
 
+use super::check::{CheckError, RoundTripError, heartbeat_round_trip};
 use super::idle_search::{Bracket, IdleSearch, Probe, ProbeOutcome, SearchSettings, State};
-use super::{ClientConfig, ClientError, connect, refusal};
+use super::{ClientConfig, ClientError, connect};
 use crate::config::display_duration;
-use crate::protocol::HEARTBEAT;
 use crate::sockopt::SocketOptions;
 use crate::wake;
 use crossbeam::channel::{self, Receiver, Sender};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -40,9 +40,6 @@ pub const REPLY_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 /// Reply timeouts are this many round trips of the first exchange (when
 /// that is more than [`REPLY_TIMEOUT_MIN`]): room for a retransmission.
 const REPLY_ROUND_TRIPS: u32 = 4;
-
-/// The longest reply line a probe reads: the server answers `OK`.
-const REPLY_MAX: usize = 256;
 
 /// What a search found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +87,9 @@ struct ProbeConnection {
 }
 
 /// Connects to `addr` and exchanges a first heartbeat. Everything a probe
-/// says before its silence is here, so a secured transport replaces this
-/// function alone.
+/// says before its silence is here (and the heartbeat after it is the same
+/// [`heartbeat_round_trip`] as `--check`'s, over any layer on the socket),
+/// so a secured transport slots in here.
 fn open(addr: &str, config: &ClientConfig) -> Result<ProbeConnection, Failure> {
     let config = ClientConfig {
         socket_options: SocketOptions::default(),
@@ -99,45 +97,18 @@ fn open(addr: &str, config: &ClientConfig) -> Result<ProbeConnection, Failure> {
     };
     let stream = connect(addr, &config).map_err(Failure::Connect)?;
     let sent = Instant::now();
-    let reply = exchange(&stream, sent + config.connect_timeout)
-        .map_err(|e| Failure::Other(format!("first heartbeat: {e}")))?;
-    match reply {
-        Some(line) if line.starts_with(refusal::PREFIX) => Err(Failure::Other(format!(
-            "refused: {}",
-            String::from_utf8_lossy(&line[refusal::PREFIX.len()..]).trim_end()
-        ))),
-        Some(_) => Ok(ProbeConnection {
+    match heartbeat_round_trip(&stream, &mut &stream, sent + config.connect_timeout) {
+        // Any answer is a server that answers heartbeats.
+        Ok(()) | Err(RoundTripError::Check(CheckError::Answered(_))) => Ok(ProbeConnection {
             stream: Arc::new(stream),
             round_trip: sent.elapsed(),
             last_received: Instant::now(),
         }),
-        None => Err(Failure::Other(
+        Err(RoundTripError::Late) => Err(Failure::Other(
             "the first heartbeat went unanswered".to_string(),
         )),
+        Err(RoundTripError::Check(e)) => Err(Failure::Other(e.to_string())),
     }
-}
-
-/// Sends `HeartBeat` and reads the reply line until `deadline`: `None` when
-/// none came in time.
-fn exchange(mut stream: &TcpStream, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
-    stream.write_all(&[HEARTBEAT, b"\n"].concat())?;
-    let mut line = Vec::new();
-    let mut byte = [0; 1];
-    while line.len() < REPLY_MAX {
-        let Some(left) = time_left(deadline) else {
-            return Ok(None);
-        };
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut byte) {
-            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-            Ok(_) if byte[0] == b'\n' => return Ok(Some(line)),
-            Ok(_) => line.push(byte[0]),
-            Err(e) if timed_out(&e) => return Ok(None),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Some(line))
 }
 
 /// The time until `deadline`, or `None` once it has passed (a read timeout
@@ -241,13 +212,16 @@ fn hold(conn: &ProbeConnection, silence: Duration) -> (ProbeOutcome, String) {
         let detail = format!("failed after {} ({how})", display_duration(sent_after));
         (ProbeOutcome::Failed(sent_after), detail)
     };
-    match exchange(stream, Instant::now() + reply_timeout) {
-        Ok(Some(_)) => (ProbeOutcome::Held, "held".to_string()),
-        Ok(None) => failed(format!(
+    let deadline = Instant::now() + reply_timeout;
+    match heartbeat_round_trip(stream, &mut stream, deadline) {
+        Ok(()) | Err(RoundTripError::Check(CheckError::Answered(_))) => {
+            (ProbeOutcome::Held, "held".to_string())
+        }
+        Err(RoundTripError::Late) => failed(format!(
             "no reply within {}",
             display_duration(reply_timeout)
         )),
-        Err(e) => failed(e.to_string()),
+        Err(RoundTripError::Check(e)) => failed(e.to_string()),
     }
 }
 
