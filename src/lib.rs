@@ -13,7 +13,8 @@
 //!   metrics with their `/metrics` endpoint.
 //! - [`client`]: the client's coordinator and its threads, the heartbeat
 //!   policy, the matching of replies to requests, the heartbeat round
-//!   trips, and `--reconnect` with its backoff policy.
+//!   trips, `--reconnect` with its backoff policy, and the search for a
+//!   path's idle timeout with the adaptive heartbeat built on it.
 //! - What both share: [`protocol`] (the wire protocol's line handling, no
 //!   I/O), [`sockopt`] (TCP keepalive and user timeout on every OS),
 //!   [`config`] (command-line values both binaries parse), [`fdlimit`]

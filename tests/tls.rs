@@ -715,3 +715,29 @@ fn hb_client_check_makes_its_round_trip_inside_tls() {
     assert!(stderr.contains("check failed: TLS handshake"), "{stderr}");
     assert!(stderr.contains("certificate"), "{stderr}");
 }
+
+/// `--find-idle-timeout`'s probes connect as the session does, so through
+/// TLS too: a TLS server's own idle timeout is bracketed.
+#[test]
+fn find_idle_timeout_probes_over_tls() {
+    let pki = Pki::new("probe CA");
+    let server = tls_server(&pki, &["--idle-timeout", "3s", "-q"]);
+    let mut client = tls_client(&server, &pki, &["--find-idle-timeout"]);
+    let status = client.wait_exit(Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&client.output).into_owned();
+    assert!(status.success(), "{stdout:?}; {:?}", client.logged);
+    // `idle timeout of the path: between 2.8s and 3.1s`
+    let (held, failed) = stdout
+        .trim_end()
+        .strip_prefix("idle timeout of the path: between ")
+        .and_then(|r| r.split_once(" and "))
+        .unwrap_or_else(|| panic!("unexpected stdout {stdout:?}"));
+    let secs = |s: &str| -> f64 { s.trim_end_matches('s').parse().expect("seconds") };
+    let (held, failed) = (secs(held), secs(failed));
+    // As tests/idle_timeout.rs allows: the reaper is never early, the close
+    // is rounded up to the search's 100 ms grid.
+    assert!(
+        held < 3.0 && (2.9..3.6).contains(&failed),
+        "{held} .. {failed}"
+    );
+}

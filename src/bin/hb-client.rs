@@ -14,12 +14,19 @@
 //! exponential backoff with full jitter (`client::reconnect`,
 //! `client::backoff`).
 //!
+//! `--find-idle-timeout` measures the longest silence the path holds on
+//! probe connections (`client::probe`, `client::idle_search`), prints
+//! `idle timeout of the path: ...` and exits 0 (1 when it cannot connect or
+//! its probes keep failing, 130 on a signal). `--adaptive-heartbeat` runs
+//! the same search beside the session and keeps its heartbeat idle under
+//! what it finds (`client::adaptive`).
+//!
 //! With `--check`, it makes one heartbeat round trip instead
 //! (`client::check`) and exits 0 or 1, for health checks.
 //!
 //! With `--tls` (or any `--tls-*` flag) the connection is TLS, for a
-//! session and a check alike; the handshake finishes before anything is
-//! sent (`tls::client`).
+//! session, a check and the idle-timeout probes alike; the handshake
+//! finishes before anything is sent (`tls::client`).
 //!
 //! Exit codes: [`EXIT_STATUS`], which the man page lists too.
 
@@ -33,8 +40,11 @@ use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tcp_heartbeat::client::adaptive::{AdaptiveSettings, PARALLEL_PROBES};
 use tcp_heartbeat::client::backoff::{Backoff, BackoffSettings};
 use tcp_heartbeat::client::heartbeat::HeartbeatSettings;
+use tcp_heartbeat::client::idle_search::{Bracket, SearchSettings};
+use tcp_heartbeat::client::probe::{self, SearchError};
 use tcp_heartbeat::client::{self, ClientConfig, ClientError, Outcome};
 use tcp_heartbeat::config::{self, KeepaliveArgs};
 use tcp_heartbeat::tls::client::{ClientTls, ClientTlsSettings, host_of};
@@ -88,6 +98,28 @@ struct Args {
     #[arg(long, env = "HB_RECONNECT_MAX", default_value = "30s", value_name = "DUR", allow_negative_numbers = true,
           value_parser = parse_interval)]
     reconnect_max: Duration,
+
+    /// Measure the longest silence the path to --connect holds (on probe
+    /// connections), print it, and exit; the session's flags are ignored
+    #[arg(long)]
+    find_idle_timeout: bool,
+
+    /// Learn the path's idle timeout on probe connections beside the session
+    /// and keep the heartbeat idle at 90 % of the longest silence that held
+    #[arg(long, env = "HB_ADAPTIVE_HEARTBEAT")]
+    adaptive_heartbeat: bool,
+
+    /// With --adaptive-heartbeat: the shortest heartbeat idle, and the one
+    /// after the path changed
+    #[arg(long, env = "HB_HEARTBEAT_IDLE_MIN", default_value = "5s", value_name = "DUR", allow_negative_numbers = true,
+          value_parser = parse_interval)]
+    heartbeat_idle_min: Duration,
+
+    /// The longest silence probed (--find-idle-timeout, --adaptive-heartbeat)
+    /// and the longest heartbeat idle learned
+    #[arg(long, env = "HB_HEARTBEAT_IDLE_MAX", default_value = "10m", value_name = "DUR", allow_negative_numbers = true,
+          value_parser = parse_interval)]
+    heartbeat_idle_max: Duration,
 
     /// With --reconnect: consecutive failed attempts before exiting; 0 never
     /// gives up
@@ -171,7 +203,8 @@ const EXIT_STATUS: &[ExitStatus] = &[
         0,
         "Stdin ended and the server closed the connection after sending every reply \
          (or stdout was closed by its reader); with --reconnect, also stdin ending while \
-         disconnected, or a loss after stdin ended. With --check: the server answered OK.",
+         disconnected, or a loss after stdin ended. With --check: the server answered OK. \
+         With --find-idle-timeout: it printed its line.",
     ),
     (
         EXIT_FAILURE,
@@ -181,7 +214,8 @@ const EXIT_STATUS: &[ExitStatus] = &[
          says why, nothing is sent); stdin or stdout failed. With --reconnect, only a \
          malformed address, a server certificate or TLS protocol refused, stdin, stdout, \
          or the last of --reconnect-attempts failed attempts when it failed this way. With \
-         --check: no OK within --connect-timeout, for any reason.",
+         --check: no OK within --connect-timeout, for any reason. With \
+         --find-idle-timeout: no probe could connect, or the probes kept failing.",
     ),
     (
         EXIT_USAGE,
@@ -219,6 +253,19 @@ fn main() -> ExitCode {
     if args.check {
         return check(&args, &config);
     }
+    if args.adaptive_heartbeat && args.heartbeat_idle_max < args.heartbeat_idle_min {
+        eprintln!(
+            "hb-client: --heartbeat-idle-max must be at least --heartbeat-idle-min (see --help)"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if args.adaptive_heartbeat && args.heartbeat_idle.is_zero() {
+        eprintln!(
+            "hb-client: --adaptive-heartbeat needs heartbeats: --heartbeat-idle must be more \
+             than 0 (see --help)"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     args.log.init();
     let signals = match signal_channel(None) {
         Ok(signals) => signals,
@@ -227,6 +274,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
+    if args.find_idle_timeout {
+        return find_idle_timeout(&args, &config, &signals);
+    }
     match run(&args, &config, signals) {
         Ok(Outcome::Finished) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => ExitCode::from(EXIT_SIGNALLED),
@@ -267,7 +317,62 @@ fn client_config(args: &Args, tls: Option<ClientTls>) -> ClientConfig {
         },
         socket_options: args.keepalive.socket_options(),
         connect_timeout: args.connect_timeout,
+        adaptive: args.adaptive_heartbeat.then_some(AdaptiveSettings {
+            min: args.heartbeat_idle_min,
+            max: args.heartbeat_idle_max,
+        }),
         tls,
+    }
+}
+
+/// `--find-idle-timeout`: one stdout line, exit 0; exit 1 when no probe
+/// could connect or the probes kept failing; 130 on a signal.
+fn find_idle_timeout(
+    args: &Args,
+    config: &ClientConfig,
+    signals: &channel::Receiver<()>,
+) -> ExitCode {
+    let settings = SearchSettings {
+        max: args.heartbeat_idle_max,
+        parallel: PARALLEL_PROBES,
+    };
+    log::info!(
+        "measuring the idle timeout of the path to {}, up to {}, with up to {} probe \
+         connections at once",
+        args.connect,
+        humantime::format_duration(settings.max),
+        settings.parallel
+    );
+    match probe::search(&args.connect, config, settings, signals) {
+        Ok(found) => {
+            log::info!(
+                "{} probes in {}",
+                found.probes,
+                config::display_duration(found.elapsed)
+            );
+            println!(
+                "idle timeout of the path: {}",
+                describe_bracket(&found.bracket, settings.max)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(SearchError::Stopped) => ExitCode::from(EXIT_SIGNALLED),
+        Err(e) => {
+            eprintln!("hb-client: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `between 7.4s and 8s`, or `longer than 10m` when no silence failed.
+fn describe_bracket(bracket: &Bracket, max: Duration) -> String {
+    match bracket.failed {
+        Some(failed) => format!(
+            "between {} and {}",
+            config::display_duration(bracket.held),
+            config::display_duration(failed)
+        ),
+        None => format!("longer than {}", humantime::format_duration(max)),
     }
 }
 
@@ -297,6 +402,7 @@ fn run(
     log::info!("connected to {}", args.connect);
     log_settings(config, &args.connect);
     client::run(
+        &args.connect,
         stream,
         config,
         std::io::stdin(),
@@ -339,6 +445,14 @@ fn log_settings(config: &ClientConfig, addr: &str) {
         _ => "heartbeats off".to_string(),
     };
     log::info!("{heartbeat}; {}", config::describe(&config.socket_options));
+    if let Some(adaptive) = config.adaptive {
+        log::info!(
+            "adaptive heartbeat: learning the path's idle timeout on up to {PARALLEL_PROBES} \
+             probe connections; heartbeat idle within {} and {}",
+            humantime::format_duration(adaptive.min),
+            humantime::format_duration(adaptive.max)
+        );
+    }
     if let Some(tls) = &config.tls {
         log::info!("{}", tls.describe(host_of(addr)));
     }

@@ -79,7 +79,7 @@ pub fn check(addr: &str, config: &ClientConfig) -> Result<(), CheckError> {
     })
 }
 
-enum RoundTripError {
+pub(super) enum RoundTripError {
     /// The deadline passed.
     Late,
     Check(CheckError),
@@ -99,7 +99,7 @@ impl From<io::Error> for RoundTripError {
 /// each call bounded by what is left before `deadline` through `socket`'s
 /// timeouts. `io` is the socket itself, or a layer over it (TLS) whose
 /// reads and writes wait on that socket.
-fn heartbeat_round_trip(
+pub(super) fn heartbeat_round_trip(
     socket: &TcpStream,
     io: &mut (impl Read + Write),
     deadline: Instant,

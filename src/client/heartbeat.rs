@@ -78,6 +78,13 @@ impl HeartbeatPolicy {
         self.unanswered = 0;
     }
 
+    /// Changes the silence before the first heartbeat (`--adaptive-heartbeat`
+    /// learned the path); the timeline stays counted from the last byte
+    /// received, so a shorter idle may make a heartbeat due at once.
+    pub fn set_idle(&mut self, idle: Duration) {
+        self.settings.idle = Some(idle);
+    }
+
     /// How long the server has been silent at `now`.
     pub fn silent_for(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.last_received)
@@ -169,6 +176,18 @@ mod tests {
         assert_eq!(policy.next_deadline(), Some(base + ms(260)));
         assert_eq!(
             policy.on_deadline(base + ms(260)),
+            Some(Action::SendHeartbeat(1))
+        );
+    }
+
+    #[test]
+    fn a_new_idle_counts_from_the_last_byte_received() {
+        let base = Instant::now();
+        let mut policy = HeartbeatPolicy::new(settings(20_000, 5_000, 5), base);
+        policy.set_idle(ms(6_300));
+        assert_eq!(policy.next_deadline(), Some(base + ms(6_300)));
+        assert_eq!(
+            policy.on_deadline(base + ms(7_000)),
             Some(Action::SendHeartbeat(1))
         );
     }

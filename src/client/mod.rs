@@ -44,10 +44,18 @@
 //! - [`backoff`]: when to try again, pure state that takes `now` and a
 //!   random source as arguments.
 //! - [`check`]: `--check`, one heartbeat round trip as a health check.
+//! - [`idle_search`]: the search for a path's idle timeout (which silences
+//!   to probe next), pure state; [`probe`]: its probe connections
+//!   (`--find-idle-timeout`).
+//! - [`adaptive`]: `--adaptive-heartbeat`, the session's heartbeat idle
+//!   learned by probe connections beside it.
 
+pub mod adaptive;
 pub mod backoff;
 pub mod check;
 pub mod heartbeat;
+pub mod idle_search;
+pub mod probe;
 pub mod reconnect;
 pub mod refusal;
 pub mod replies;
@@ -60,6 +68,7 @@ use crate::tls::HandshakeError;
 use crate::tls::client::{ClientTls, host_of};
 use crate::tls::stream::ClientStream;
 use crate::wake;
+use adaptive::{AdaptiveSettings, Learner};
 use crossbeam::channel::{self, Receiver, Sender};
 use heartbeat::{Action, HeartbeatPolicy, HeartbeatSettings};
 use refusal::{FirstLine, Verdict};
@@ -102,6 +111,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Connect with TLS (`--tls`).
     pub tls: Option<ClientTls>,
+    /// `--adaptive-heartbeat`'s bounds; `None` keeps the heartbeat idle.
+    pub adaptive: Option<AdaptiveSettings>,
 }
 
 /// How a session ended without error.
@@ -241,9 +252,11 @@ fn connect_to(candidate: SocketAddr, config: &ClientConfig) -> io::Result<TcpStr
     Ok(stream)
 }
 
-/// Runs a session on `stream` until stdin ends and the server closes, a
-/// signal arrives on `signals`, or the connection fails.
+/// Runs a session on `stream` (connected to `addr`) until stdin ends and
+/// the server closes, a signal arrives on `signals`, or the connection
+/// fails.
 pub fn run(
+    addr: &str,
     stream: ClientStream,
     config: &ClientConfig,
     stdin: impl Read + Send + 'static,
@@ -252,7 +265,22 @@ pub fn run(
 ) -> Result<Outcome, ClientError> {
     let input = spawn_stdin_reader(stdin)?;
     let mut carry = Carry::default();
-    run_session(stream, config, &input, &mut stdout, &signals, &mut carry).result
+    let mut learner = config.adaptive.map(|a| Learner::new(addr, config, a));
+    let session = Link {
+        input: &input,
+        signals: &signals,
+        learner: learner.as_mut(),
+    };
+    run_session(stream, config, session, &mut stdout, &mut carry).result
+}
+
+/// What a session shares with the client around it.
+struct Link<'a> {
+    /// Stdin's pieces.
+    input: &'a Receiver<StdinEvent>,
+    signals: &'a Receiver<()>,
+    /// The `--adaptive-heartbeat` learner, which outlives sessions.
+    learner: Option<&'a mut Learner>,
 }
 
 /// What one connection hands the next, under `--reconnect`.
@@ -274,17 +302,19 @@ struct SessionEnd {
     unanswered_lines: usize,
     /// False once stdin has ended.
     stdin_open: bool,
+    /// How long the server had been silent when the session ended.
+    silent_for: Duration,
 }
 
-/// Runs one session on `stream`, reading stdin from `input`. Takes
+/// Runs one session on `stream`, reading stdin from `link.input`. Takes
 /// `carry.held` once it can send it, and leaves in `carry` what the next
-/// session needs.
+/// session needs. With a learner, the heartbeat idle is the learner's, and
+/// changes when it learns.
 fn run_session<W: Write>(
     stream: ClientStream,
     config: &ClientConfig,
-    input: &Receiver<StdinEvent>,
+    mut link: Link<'_>,
     stdout: W,
-    signals: &Receiver<()>,
     carry: &mut Carry,
 ) -> SessionEnd {
     let not_started = |e| SessionEnd {
@@ -292,10 +322,18 @@ fn run_session<W: Write>(
         received_any: false,
         unanswered_lines: 0,
         stdin_open: true,
+        silent_for: Duration::ZERO,
     };
+    let mut heartbeat = config.heartbeat;
+    if let Some(learner) = link.learner.as_deref_mut() {
+        if let Err(e) = learner.start() {
+            return not_started(e);
+        }
+        heartbeat.idle = Some(learner.idle());
+    }
     // A write blocked for the whole give-up time means the server stopped
     // reading at least that long: as unresponsive as unanswered heartbeats.
-    let write_timeout = config.heartbeat.give_up_after();
+    let write_timeout = heartbeat.give_up_after();
     if let Err(e) = stream.socket().set_write_timeout(write_timeout) {
         return not_started(ClientError::ConnectionLost(e));
     }
@@ -314,8 +352,8 @@ fn run_session<W: Write>(
         outgoing,
         unwritten: 0,
         stdout,
-        policy: HeartbeatPolicy::new(config.heartbeat, Instant::now()),
-        heartbeat_idle: config.heartbeat.idle,
+        policy: HeartbeatPolicy::new(heartbeat, Instant::now()),
+        heartbeat_idle: heartbeat.idle,
         replies: ReplyMatcher::default(),
         round_trips: RoundTrips::default(),
         warned_unexpected: false,
@@ -329,13 +367,7 @@ fn run_session<W: Write>(
         held_sent: None,
         sent_more_than_held: false,
     };
-    let result = session.coordinate(
-        carry,
-        input.clone(),
-        socket_events,
-        written,
-        signals.clone(),
-    );
+    let result = session.coordinate(carry, link, socket_events, written);
     if log::log_enabled!(log::Level::Debug) {
         log::debug!("{}", session.round_trips.summary());
     }
@@ -355,6 +387,7 @@ fn run_session<W: Write>(
         received_any: session.received_any,
         unanswered_lines,
         stdin_open: session.stdin_open,
+        silent_for: session.policy.silent_for(Instant::now()),
     };
     // The coordinator's channels are gone with it, so the reader's and the
     // writer's next sends fail and they end; dropping `outgoing` ends the
@@ -557,11 +590,16 @@ impl<W: Write> Session<W> {
     fn coordinate(
         &mut self,
         carry: &mut Carry,
-        mut input: Receiver<StdinEvent>,
+        link: Link<'_>,
         mut socket_events: Receiver<SocketEvent>,
         written: WriteResults,
-        mut signals: Receiver<()>,
     ) -> Result<Outcome, ClientError> {
+        let mut input = link.input.clone();
+        let mut signals = link.signals.clone();
+        let mut learner = link.learner;
+        let mut learned = learner
+            .as_deref()
+            .map_or_else(channel::never, Learner::results);
         // Stands in for stdin while the writer lags.
         let paused = channel::never();
         if let Some(piece) = carry.held.take() {
@@ -608,6 +646,17 @@ impl<W: Write> Session<W> {
                     Err(_) => return Err(ClientError::ConnectionLost(io::Error::other("the socket writer stopped"))),
                 },
                 recv(timer) -> _ => self.on_timer()?,
+                recv(learned) -> result => {
+                    learned = channel::never();
+                    let changed = match (result, learner.as_deref_mut()) {
+                        (Ok(result), Some(learner)) => learner.on_result(result),
+                        _ => None,
+                    };
+                    if let Some(idle) = changed {
+                        self.policy.set_idle(idle);
+                        self.heartbeat_idle = Some(idle);
+                    }
+                }
                 recv(signals) -> signal => match signal {
                     Ok(()) => {
                         log::info!("interrupted; closing the connection");

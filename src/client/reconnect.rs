@@ -21,9 +21,11 @@
 //! A signal is noticed at once while waiting, and after the current connect
 //! attempt (each address bounded by `--connect-timeout`) while connecting.
 
+use super::adaptive::Learner;
 use super::backoff::{Attempt, Backoff, Jitter};
 use super::{
-    Carry, ClientConfig, ClientError, Outcome, StdinEvent, connect, run_session, spawn_stdin_reader,
+    Carry, ClientConfig, ClientError, Link, Outcome, StdinEvent, connect, run_session,
+    spawn_stdin_reader,
 };
 use crate::config::display_duration;
 use crate::tls::stream::ClientStream;
@@ -49,6 +51,7 @@ pub fn run<J: Jitter>(
         signals,
         carry: Carry::default(),
     };
+    let mut learner = config.adaptive.map(|a| Learner::new(addr, config, a));
     let mut stream = match connect(addr, config) {
         Ok(stream) => {
             log::info!("connected to {addr}");
@@ -64,14 +67,12 @@ pub fn run<J: Jitter>(
         Err(e) => return Err(e),
     };
     loop {
-        let end = run_session(
-            stream,
-            config,
-            &client.input,
-            &mut stdout,
-            &client.signals,
-            &mut client.carry,
-        );
+        let link = Link {
+            input: &client.input,
+            signals: &client.signals,
+            learner: learner.as_mut(),
+        };
+        let end = run_session(stream, config, link, &mut stdout, &mut client.carry);
         if end.received_any {
             client.backoff.on_received();
         }
@@ -81,6 +82,9 @@ pub fn run<J: Jitter>(
             Err(e) => return Err(e),
         };
         log::warn!("{error}");
+        if let Some(learner) = learner.as_mut() {
+            learner.on_loss(end.silent_for);
+        }
         if end.unanswered_lines > 0 {
             log::warn!(
                 "{} line(s) sent without a reply before the connection was lost",

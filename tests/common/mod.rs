@@ -189,7 +189,14 @@ pub struct ClientProcess {
 impl ClientProcess {
     /// The build under test (see [`launcher`]), connected to `addr`.
     pub fn start(addr: SocketAddr, args: &[&str]) -> ClientProcess {
-        let mut child = launcher("HB_TEST_CLIENT_CMD", env!("CARGO_BIN_EXE_hb-client"))
+        let command = launcher("HB_TEST_CLIENT_CMD", env!("CARGO_BIN_EXE_hb-client"));
+        Self::spawn(command, addr, args)
+    }
+
+    /// Starts `command` as hb-client connected to `addr`: the binary itself
+    /// or a wrapper that ends with it (`ip netns exec NS`).
+    pub fn spawn(mut command: Command, addr: SocketAddr, args: &[&str]) -> ClientProcess {
+        let mut child = command
             .args(["--connect", &addr.to_string()])
             .args(args)
             .stdin(Stdio::piped())
@@ -227,7 +234,12 @@ impl ClientProcess {
 
     /// Waits for a stderr line containing `needle`; returns it.
     pub fn wait_log(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
+        self.wait_log_within(needle, PATIENCE)
+    }
+
+    /// Waits up to `limit` for a stderr line containing `needle`.
+    pub fn wait_log_within(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let line = self.log.recv_deadline(deadline).unwrap_or_else(|_| {
                 panic!(
@@ -240,6 +252,13 @@ impl ClientProcess {
                 return line;
             }
         }
+    }
+
+    /// The next stderr line, or `None` if none comes before `deadline`.
+    pub fn next_log(&mut self, deadline: Instant) -> Option<String> {
+        let line = self.log.recv_deadline(deadline).ok()?;
+        self.logged.push(line.clone());
+        Some(line)
     }
 
     /// Waits until stdout so far ends with `expected`.

@@ -148,6 +148,64 @@ impl Lab {
         Some(lab)
     }
 
+    /// A fresh lab whose client side is behind a stateful firewall that
+    /// forgets an established connection after `timeout_secs` of silence
+    /// and then black-holes it: conntrack's established timeout set to it,
+    /// mid-stream pickup off (`nf_conntrack_tcp_loose=0`), and packets
+    /// conntrack cannot place (`ct state invalid`) dropped both ways. So
+    /// a packet after the silence vanishes without a word, as behind a NAT
+    /// that dropped its mapping. The sysctls are the client namespace's
+    /// own. Needs nft (Debian package nftables) besides what [`Lab::new`]
+    /// needs; `None` after saying why when something is missing.
+    pub fn with_black_hole(test: &str, timeout_secs: u32) -> Option<Lab> {
+        let lab = Lab::new(test)?;
+        if !have("nft", "--version") {
+            skip(test, "nft not found (Debian package nftables)");
+            return None;
+        }
+        let rules = "table inet hb_black_hole {\n\
+             chain input { type filter hook input priority 0; ct state invalid drop; }\n\
+             chain output { type filter hook output priority 0; ct state invalid drop; }\n\
+             }\n";
+        let mut nft = lab
+            .command(Side::Client, "nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run nft");
+        let mut stdin = nft.stdin.take().expect("nft stdin piped");
+        stdin.write_all(rules.as_bytes()).expect("write nft rules");
+        drop(stdin);
+        let out = nft.wait_with_output().expect("wait for nft");
+        assert!(
+            out.status.success(),
+            "nft failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        // After the rules: they load conntrack into the namespace, which
+        // is what makes its sysctls exist there.
+        let established =
+            format!("net.netfilter.nf_conntrack_tcp_timeout_established={timeout_secs}");
+        let out = lab
+            .command(Side::Client, "sysctl")
+            .args([
+                "-q",
+                "-w",
+                &established,
+                "net.netfilter.nf_conntrack_tcp_loose=0",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sysctl");
+        assert!(
+            out.status.success(),
+            "sysctl failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Some(lab)
+    }
+
     fn ns(&self, side: Side) -> &str {
         match side {
             Side::Server => &self.server_ns,
