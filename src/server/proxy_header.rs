@@ -134,6 +134,13 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Header>, HeaderError> {
         if v1 {
             return Err(HeaderError::Malformed("not a version 1 line".into()));
         }
+        // Neither a line (those start `PROXY`) nor a version 2 header (whose
+        // length is known by now): ppp waits on some such prefixes (afl
+        // found one starting `P\r`), but nothing more can make them a
+        // header, and the reader's buffer holds no more than this.
+        if v2_announced(bytes).is_none() && bytes.len() >= FIRST_READ {
+            return Err(HeaderError::Malformed("not a PROXY header".into()));
+        }
         if bytes.len() >= MAX_HEADER {
             return Err(HeaderError::Malformed("longer than any header".into()));
         }
@@ -378,6 +385,23 @@ mod tests {
         let mut no_space = b"PROXY\rTCP4 ".to_vec();
         no_space.extend_from_slice(&[b'1'; 100]);
         assert!(matches!(parse(&no_space), Err(HeaderError::Malformed(_))));
+    }
+
+    #[test]
+    fn neither_a_line_nor_a_version_2_header_is_malformed_by_the_first_read() {
+        // What afl found (make fuzz in CI): ppp called it incomplete, so the
+        // whole input waited while the reader, its 108 bytes full, refused.
+        let mut found =
+            b"P\rP\r\n\r@OP\x06\x0ff\xffRR 192.0RRR\x12=RRRRR\0\x7fRbbbbbbbb\x06\x0fO".to_vec();
+        found.extend_from_slice(b"PROXY TC>\xff 1bbb\x0fOPR 1");
+        found.resize(FIRST_READ + 20, 0xff);
+        assert!(matches!(parse(&found), Err(HeaderError::Malformed(_))));
+        assert!(matches!(
+            parse(&found[..FIRST_READ]),
+            Err(HeaderError::Malformed(_))
+        ));
+        let (_, split) = read_in_steps(&found, 7);
+        assert!(matches!(split, Err(HeaderError::Malformed(_))));
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub fn headers() -> Vec<Vec<u8>> {
         // What the fuzzers found (docs/hardening.md).
         b"PROXY TCP4 1111111111\x00111\r\n\r\n\0\r\nQUIT\n!!\0$ \x01\0\0\0\0\0\0\0\0\0\0",
         b"PROXY\rTCP4 111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111",
+        b"P\rP\r\n\r@OP\x06\x0ff\xffRR 192.0RRR\x12=RRRRR\0\x7fRbbbbbbbb\x06\x0fOPROXY TC>\xff 1bbb\x0fOPR 1\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
     ]
     .iter()
     .map(|s| s.to_vec())
