@@ -465,7 +465,7 @@ fn install_puts_pages_and_completions_where_man_and_the_shells_look() {
         let registered = shell(
             "zsh",
             &format!(
-                "fpath=({} $fpath); autoload -Uz compinit; compinit -u -d /dev/null; print ${{_comps[hb-client]}}",
+                "fpath=({} $fpath); autoload -Uz compinit; compinit -u -D; print ${{_comps[hb-client]}}",
                 site.display()
             ),
         );
