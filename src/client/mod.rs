@@ -694,6 +694,10 @@ impl<W: Write> Session<W> {
     /// The server's bytes: a refusal (see [`refusal`]) ends the session;
     /// replies are shown.
     fn received(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        // After the first line, every read goes straight to stdout, uncopied.
+        if self.first_line.is_decided() {
+            return self.show(bytes);
+        }
         match self.first_line.feed(bytes, self.line_sent) {
             Verdict::Undecided => Ok(()),
             Verdict::Refused(reason) => Err(ClientError::Refused(reason)),

@@ -43,6 +43,11 @@ pub struct FirstLine {
 }
 
 impl FirstLine {
+    /// Whether the first line has been judged (replies from then on).
+    pub fn is_decided(&self) -> bool {
+        self.decided
+    }
+
     /// Takes the next bytes from the server. `line_sent`: whether a user
     /// line has been sent on this connection, so that an echo may come.
     pub fn feed(&mut self, bytes: &[u8], line_sent: bool) -> Verdict {
